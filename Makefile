@@ -1,0 +1,38 @@
+# make run: the portal with demo accounts at http://127.0.0.1:8000
+# make test: the whole test suite
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
+
+.PHONY: setup run test lint format bench clean
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+static/vendor/htmx.min.js: package.json package-lock.json
+	npm ci --no-audit --no-fund --silent
+	mkdir -p static/vendor
+	cp node_modules/htmx.org/dist/htmx.min.js static/vendor/htmx.min.js
+
+setup: $(VENV)/.installed static/vendor/htmx.min.js
+
+run: setup
+	PORTAL_ENV=development PORTAL_DEV_SIMULATORS=1 $(VENV)/bin/flask --app wsgi demo
+	PORTAL_ENV=development PORTAL_DEV_SIMULATORS=1 $(VENV)/bin/gunicorn --workers 2 --bind 127.0.0.1:8000 --access-logfile - wsgi:app
+
+test: setup
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: setup
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+clean:
+	rm -rf $(VENV) node_modules static/vendor instance .pytest_cache

@@ -1,0 +1,44 @@
+"""Mail 2FA portal: the application factory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from flask import Flask
+
+from portal import config as config_module
+from portal import db as db_module
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def create_app(config: dict | None = None) -> Flask:
+    """Build the app: configuration, database, extensions, blueprints, CLI."""
+    app = Flask(
+        __name__,
+        template_folder=str(ROOT / "templates"),
+        static_folder=str(ROOT / "static"),
+        instance_path=str(ROOT / "instance"),
+    )
+    settings = config_module.load(config)
+    config_module.ensure_secrets(settings, app.instance_path)
+    app.config.update(settings)
+    app.config.update(
+        SESSION_COOKIE_NAME="portal_csrf",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=str(settings["PUBLIC_URL"]).startswith("https://"),
+        WTF_CSRF_TIME_LIMIT=None,  # the token lives as long as the signed cookie that holds it
+        MAX_CONTENT_LENGTH=1024 * 1024,
+    )
+    db_module.bind(db_module.open_database(str(settings["DATABASE_URL"]), str(ROOT)))
+    db_module.init_app(app)
+
+    from portal import cli, web
+    import wechat_backend
+
+    web.init_app(app)
+    app.register_blueprint(wechat_backend.blueprint)
+    web.guard.exempt_blueprint(wechat_backend.blueprint.name)
+    cli.init_app(app)
+    return app

@@ -1,0 +1,151 @@
+"""`flask --app wsgi …` commands: thin wrappers over the services."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+from flask import Flask
+from flask.cli import AppGroup
+
+from portal import migrations
+from portal.db import db
+from portal.services import accounts, demo, policy
+from portal.services.errors import DomainError
+
+user_cli = AppGroup("user", help="Manage mail accounts.")
+policy_cli = AppGroup("policy", help="Show or change the 2FA policy.")
+
+
+def init_app(app: Flask) -> None:
+    app.cli.add_command(init_db)
+    app.cli.add_command(demo_command)
+    app.cli.add_command(user_cli)
+    app.cli.add_command(policy_cli)
+
+
+def _run(action):
+    """Run a service call in a connection; domain errors become a clean exit 1."""
+    try:
+        with db.connection_context():
+            return action()
+    except DomainError as exc:
+        raise click.ClickException(exc.message) from exc
+
+
+def _password(given: str | None) -> str:
+    if given is not None:
+        return given
+    if sys.stdin.isatty():
+        return click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    return sys.stdin.readline().rstrip("\n")
+
+
+@click.command("init-db")
+def init_db() -> None:
+    """Create or upgrade the database schema (idempotent)."""
+    applied = _run(migrations.upgrade)
+    click.echo("\n".join(f"applied {name}" for name in applied) or "schema is up to date")
+
+
+@click.command("demo")
+def demo_command() -> None:
+    """Seed the demo accounts (idempotent) and print them."""
+    _run(migrations.upgrade)
+    for line in _run(demo.seed):
+        click.echo(line)
+
+
+@user_cli.command("create")
+@click.argument("account")
+@click.option("--name", default="")
+@click.option("--admin", is_flag=True)
+@click.option("--password", help="read from stdin when omitted")
+def user_create(account: str, name: str, admin: bool, password: str | None) -> None:
+    """Create an account."""
+    user = _run(lambda: accounts.create(account, _password(password), name=name, admin=admin))
+    click.echo(f"created {user.account}{' (admin)' if user.is_admin else ''}")
+
+
+@user_cli.command("import")
+@click.argument("file", type=click.File("r", encoding="utf-8-sig"))
+def user_import(file) -> None:
+    """Import accounts from CSV (account,name,password[,admin]); all rows or none."""
+    users = _run(lambda: accounts.import_csv(file.read()))
+    click.echo(f"imported {len(users)} account(s)")
+
+
+@user_cli.command("list")
+def user_list() -> None:
+    """List accounts with their bound methods."""
+    for user, methods in _run(accounts.listing):
+        flags = [f for f, on in (("admin", user.is_admin), ("disabled", user.disabled)) if on]
+        click.echo(f"{user.account}\t{user.name}\t{','.join(methods) or '-'}\t{','.join(flags)}")
+
+
+@user_cli.command("set-password")
+@click.argument("account")
+@click.option("--password", help="read from stdin when omitted")
+def user_set_password(account: str, password: str | None) -> None:
+    """Set a new password; ends sessions and trusted devices."""
+    _run(lambda: accounts.set_password(account, _password(password)))
+    click.echo(f"password changed for {accounts.normalize(account)}")
+
+
+@user_cli.command("reset-2fa")
+@click.argument("account")
+@click.option("--reason", required=True, help="why (kept in the audit log)")
+def user_reset_2fa(account: str, reason: str) -> None:
+    """Remove every second factor of an account (lost phone)."""
+    removed = _run(lambda: accounts.reset_2fa(account, reason))
+    click.echo(f"removed {removed} factor(s) of {accounts.normalize(account)}")
+
+
+@user_cli.command("unlock")
+@click.argument("account")
+def user_unlock(account: str) -> None:
+    """Clear failed-attempt lockouts of an account."""
+    _run(lambda: accounts.unlock(account))
+    click.echo(f"unlocked {accounts.normalize(account)}")
+
+
+@user_cli.command("disable")
+@click.argument("account")
+def user_disable(account: str) -> None:
+    """Disable an account and end its sessions."""
+    _run(lambda: accounts.set_disabled(account, True))
+    click.echo(f"disabled {accounts.normalize(account)}")
+
+
+@user_cli.command("enable")
+@click.argument("account")
+def user_enable(account: str) -> None:
+    """Enable a disabled account."""
+    _run(lambda: accounts.set_disabled(account, False))
+    click.echo(f"enabled {accounts.normalize(account)}")
+
+
+@user_cli.command("policy")
+@click.argument("account")
+@click.option("--methods", help="extra methods this user may bind, e.g. totp,email ('' for none)")
+@click.option("--force/--no-force", default=None, help="listed for forced binding")
+def user_policy(account: str, methods: str | None, force: bool | None) -> None:
+    """Per-user policy."""
+    user = _run(lambda: accounts.set_policy(account, methods=methods, force=force))
+    click.echo(f"{user.account}: extra methods={user.extra_methods or '-'} force_2fa={user.force_2fa}")
+
+
+@policy_cli.command("show")
+def policy_show() -> None:
+    """Print the global policy."""
+    for key in policy.DEFAULTS:
+        click.echo(f"{key}={_run(lambda key=key: policy.get(key))}")
+
+
+@policy_cli.command("set")
+@click.argument("key", type=click.Choice(list(policy.DEFAULTS)))
+@click.argument("value")
+def policy_set(key: str, value: str) -> None:
+    """Set force_2fa (off|all|listed) or enabled_methods (e.g. app,wechat,totp)."""
+    _run(lambda: policy.set_value(key, value))
+    click.echo(f"{key}={_run(lambda: policy.get(key))}")

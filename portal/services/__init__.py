@@ -1,0 +1,1 @@
+"""The domain. No Flask request objects in here; callers pass what a service needs."""

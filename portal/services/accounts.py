@@ -1,0 +1,171 @@
+"""Mail accounts: create, import, password, enable/disable, reset of second factors."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from dataclasses import dataclass
+
+import peewee
+
+from portal.db import db
+from portal.models import Enrollment, Factor, User, utcnow
+from portal.services import audit, passwords, sessions, throttle, trust
+from portal.services.client import Client
+from portal.services.errors import Conflict, InvalidInput, NotFound
+
+ACCOUNT_RE = re.compile(r"^[a-z0-9._%+-]{1,64}@[a-z0-9-]+(\.[a-z0-9-]+)+$", re.ASCII)
+CSV_COLUMNS = ("account", "name", "password", "admin")
+TRUE_WORDS = {"1", "true", "yes", "y", "是"}
+
+
+def normalize(account: str) -> str:
+    """Accounts are full mail addresses, compared case-insensitively."""
+    return account.strip().lower()
+
+
+def validate_account(account: str) -> str:
+    account = normalize(account)
+    if not ACCOUNT_RE.match(account) or len(account) > 254:
+        raise InvalidInput(f"邮箱账号格式不正确: {account!r}")
+    return account
+
+
+def get(account: str) -> User:
+    user = User.by_account(normalize(account))
+    if user is None:
+        raise NotFound(f"账号不存在: {account}")
+    return user
+
+
+def create(account: str, password: str, name: str = "", admin: bool = False) -> User:
+    """Create one account with an argon2id password hash."""
+    account = validate_account(account)
+    password_hash = passwords.hash_password(password)
+    try:
+        with db.atomic():
+            user = User.create(account=account, name=name.strip()[:100], password_hash=password_hash, is_admin=admin)
+    except peewee.IntegrityError as exc:
+        raise Conflict(f"账号已存在: {account}") from exc
+    audit.record("user_created", user=user, detail="admin" if admin else "")
+    return user
+
+
+@dataclass
+class ImportRow:
+    line: int
+    account: str
+    name: str
+    password: str
+    admin: bool
+
+
+def parse_csv(text: str) -> tuple[list[ImportRow], list[str]]:
+    """Rows and errors (by line number) of an account CSV with a header row."""
+    reader = csv.DictReader(io.StringIO(text))
+    header = [h.strip().lower() for h in (reader.fieldnames or [])]
+    missing = {"account", "password"} - set(header)
+    if missing:
+        return [], [f"line 1: missing column(s) {', '.join(sorted(missing))}; expected {', '.join(CSV_COLUMNS)}"]
+    reader.fieldnames = header
+    rows, errors, seen = [], [], set()
+    for record in reader:
+        line = reader.line_num
+        try:
+            account = validate_account(record.get("account") or "")
+            passwords.check_strength(record.get("password") or "")
+            if account in seen:
+                raise InvalidInput(f"账号在文件中重复: {account}")
+            if User.by_account(account):
+                raise InvalidInput(f"账号已存在: {account}")
+        except InvalidInput as exc:
+            errors.append(f"line {line}: {exc.message}")
+            continue
+        seen.add(account)
+        admin = (record.get("admin") or "").strip().lower() in TRUE_WORDS
+        rows.append(ImportRow(line, account, (record.get("name") or "").strip(), record["password"], admin))
+    return rows, errors
+
+
+def import_csv(text: str) -> list[User]:
+    """Import every row or none: any bad row raises InvalidInput listing all errors by line."""
+    rows, errors = parse_csv(text)
+    if errors:
+        raise InvalidInput("\n".join(errors))
+    hashed = [(row, passwords.hash_password(row.password)) for row in rows]
+    with db.atomic():
+        users = [
+            User.create(account=row.account, name=row.name[:100], password_hash=h, is_admin=row.admin)
+            for row, h in hashed
+        ]
+    audit.record("users_imported", detail=f"{len(users)} accounts")
+    return users
+
+
+def set_password(account: str, password: str, client: Client | None = None) -> User:
+    """Change the password; ends sessions and revokes trusted devices."""
+    user = get(account)
+    with db.atomic():
+        User.update(password_hash=passwords.hash_password(password), password_changed_at=utcnow()).where(
+            User.id == user.id
+        ).execute()
+        sessions.end_all(user, "password_changed")
+        trust.revoke_all(user, "password_changed", client)
+        audit.record("password_changed", user=user, client=client)
+    return user
+
+
+def reset_2fa(account: str, reason: str) -> int:
+    """Admin support: remove all second factors (lost phone); the user binds again."""
+    if not reason.strip():
+        raise InvalidInput("a reason is required")
+    user = get(account)
+    with db.atomic():
+        removed = Factor.delete().where(Factor.user == user).execute()
+        Enrollment.delete().where(Enrollment.user == user).execute()
+        sessions.end_all(user, "2fa_reset")
+        trust.revoke_all(user, "2fa_reset")
+        audit.record("2fa_reset", user=user, detail=f"{removed} factor(s); reason: {reason}")
+    return removed
+
+
+def unlock(account: str) -> int:
+    user = get(account)
+    cleared = throttle.unlock(user.account)
+    audit.record("user_unlocked", user=user, detail=f"{cleared} counter(s)")
+    return cleared
+
+
+def set_disabled(account: str, disabled: bool) -> User:
+    user = get(account)
+    with db.atomic():
+        User.update(disabled=disabled).where(User.id == user.id).execute()
+        if disabled:
+            sessions.end_all(user, "disabled")
+        audit.record("user_disabled" if disabled else "user_enabled", user=user)
+    return user
+
+
+def set_policy(account: str, methods: str | None = None, force: bool | None = None) -> User:
+    """Per-user policy: extra methods (e.g. totp,email) and listed forced binding."""
+    from portal.services import policy
+
+    user = get(account)
+    changes = {}
+    if methods is not None:
+        changes[User.extra_methods] = ",".join(policy.parse_methods(methods))
+    if force is not None:
+        changes[User.force_2fa] = force
+    if changes:
+        User.update(changes).where(User.id == user.id).execute()
+        audit.record("user_policy_changed", user=user, detail=str({f.name: v for f, v in changes.items()}))
+    return get(account)
+
+
+def listing() -> list[tuple[User, list[str]]]:
+    """Every account with the methods it has bound."""
+    bound: dict[int, list[str]] = {}
+    for factor in Factor.select(Factor.user, Factor.method):
+        bound.setdefault(factor.user_id, []).append(factor.method)
+    return [(u, bound.get(u.id, [])) for u in User.select().order_by(User.account)]

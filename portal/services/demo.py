@@ -1,0 +1,27 @@
+"""Demo data for `make run`: a few accounts to walk the manual's flows with."""
+
+from __future__ import annotations
+
+from portal.models import User
+from portal.services import accounts, policy
+
+DEMO_PASSWORD = "Demo-2fa-2026"
+DEMO_ACCOUNTS = [
+    ("zhangsan@mail.xamd.edu.cn", "张三", False, "no factor yet: bind 第三方 OTP under 二次验证设置"),
+    ("lisi@mail.xamd.edu.cn", "李四", False, "listed for forced binding: must bind after the password"),
+    ("admin@mail.xamd.edu.cn", "管理员", True, "admin: always forced to bind"),
+]
+
+
+def seed() -> list[str]:
+    """Create the demo accounts if missing; enable 第三方 OTP for everyone; describe them."""
+    policy.set_value("enabled_methods", "app,wechat,totp")
+    policy.set_value("force_2fa", "listed")
+    lines = [f"Demo accounts (password {DEMO_PASSWORD}):"]
+    for account, name, admin, note in DEMO_ACCOUNTS:
+        if User.by_account(account) is None:
+            accounts.create(account, DEMO_PASSWORD, name=name, admin=admin)
+        if account.startswith("lisi@"):
+            accounts.set_policy(account, force=True)
+        lines.append(f"  {account:28} {note}")
+    return lines

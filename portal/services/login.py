@@ -1,0 +1,69 @@
+"""The login: password step, then second step, trusted devices and forced binding."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from portal.models import Factor, LoginSession, User
+from portal.services import accounts, audit, factors, passwords, policy, sessions, throttle, trust
+from portal.services.client import Client
+from portal.services.errors import Conflict, InvalidCredentials, NotAllowed
+
+
+@dataclass
+class Step:
+    token: str  # new session cookie
+    stage: str
+    trust_token: str | None = None  # new trusted-device cookie
+
+
+def password_step(
+    account: str, password: str, client: Client, previous: LoginSession | None, trust_token: str | None
+) -> Step:
+    """Check account + password; open a session at the stage the account needs next."""
+    account = accounts.normalize(account)[:254]
+    attempt = throttle.begin("password", account, client.ip)
+    user = User.by_account(account)
+    if not passwords.verify(user.password_hash if user else None, password) or user.disabled:
+        audit.record("login_password", user=user, account=account, outcome="fail", client=client)
+        raise InvalidCredentials("账号或密码错误")
+    attempt.succeeded()
+    if passwords.needs_rehash(user.password_hash):
+        User.update(password_hash=passwords.hash_password(password)).where(User.id == user.id).execute()
+    stage = _stage_after_password(user, trust_token)
+    token = sessions.start(user, stage, client, previous)
+    audit.record("login_password", user=user, client=client, detail=f"next={stage}")
+    return Step(token, stage)
+
+
+def _stage_after_password(user: User, trust_token: str | None) -> str:
+    if Factor.select().where(Factor.user == user).exists():
+        return sessions.FULL if trust.is_trusted(trust_token, user) else sessions.SECOND_FACTOR
+    return sessions.BINDING if policy.must_bind(user) else sessions.FULL
+
+
+def second_step(session: LoginSession, method: str, raw_code: str | None, trust_device: bool, client: Client) -> Step:
+    """Verify the second factor; the session becomes full under a new id."""
+    if session.stage != sessions.SECOND_FACTOR:
+        raise Conflict("无需二次验证", code="not_pending")
+    factors.verify(session.user, method, raw_code, client, "login")
+    token = sessions.advance(session, sessions.SECOND_FACTOR, sessions.FULL)
+    trust_token = trust.issue(session.user, client, method) if trust_device else None
+    audit.record("login_complete", user=session.user, method=method, client=client)
+    return Step(token, sessions.FULL, trust_token)
+
+
+def finish_forced_binding(session: LoginSession, client: Client) -> str | None:
+    """After a forced user binds a factor, the session becomes full (new id); else None."""
+    if session.stage != sessions.BINDING:
+        return None
+    if not factors.bound_methods(session.user):
+        raise NotAllowed("请先完成绑定")
+    token = sessions.advance(session, sessions.BINDING, sessions.FULL)
+    audit.record("login_complete", user=session.user, client=client, detail="after forced binding")
+    return token
+
+
+def logout(session: LoginSession, client: Client) -> None:
+    sessions.end(session, "logout")
+    audit.record("logout", user=session.user, client=client)

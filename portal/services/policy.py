@@ -1,0 +1,75 @@
+"""Admin policy: which methods are offered, and who must bind a second factor."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from portal.models import Setting, User
+from portal.services.errors import InvalidInput
+
+FORCE_MODES = ("off", "all", "listed")
+
+
+@dataclass(frozen=True)
+class Method:
+    key: str
+    label: str
+    built: bool  # implemented in this release
+    self_service: bool  # the manual's recommended, always-offered methods
+
+
+# Rows of 二次验证设置, in the manual's order.
+METHODS: dict[str, Method] = {
+    "app": Method("app", "邮箱安全 App", built=False, self_service=True),
+    "totp": Method("totp", "第三方 OTP", built=True, self_service=False),
+    "email": Method("email", "备用邮箱", built=False, self_service=False),
+    "wechat": Method("wechat", "微信", built=False, self_service=True),
+    "sms": Method("sms", "短信", built=False, self_service=False),
+}
+
+DEFAULTS = {"force_2fa": "off", "enabled_methods": "app,wechat"}
+
+
+def get(key: str) -> str:
+    row = Setting.get_or_none(Setting.key == key)
+    return row.value if row else DEFAULTS[key]
+
+
+def set_value(key: str, value: str) -> None:
+    """Store one policy setting after validating it."""
+    if key not in DEFAULTS:
+        raise InvalidInput(f"unknown policy {key!r}; known: {', '.join(DEFAULTS)}")
+    if key == "force_2fa" and value not in FORCE_MODES:
+        raise InvalidInput(f"force_2fa must be one of {', '.join(FORCE_MODES)}")
+    if key == "enabled_methods":
+        value = ",".join(parse_methods(value))
+    Setting.insert(key=key, value=value).on_conflict(
+        conflict_target=[Setting.key], update={Setting.value: value}
+    ).execute()
+
+
+def parse_methods(raw: str) -> list[str]:
+    methods = [m.strip() for m in raw.split(",") if m.strip()]
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise InvalidInput(f"unknown methods: {', '.join(unknown)}; known: {', '.join(METHODS)}")
+    return methods
+
+
+def offered(user: User) -> set[str]:
+    """Methods this user may bind now: built, and self-service, enabled globally or for them.
+
+    Admins must bind (see ``must_bind``), so 第三方 OTP is always offered to them.
+    """
+    allowed = {m.key for m in METHODS.values() if m.self_service}
+    allowed |= set(parse_methods(get("enabled_methods")))
+    allowed |= set(parse_methods(user.extra_methods))
+    if user.is_admin:
+        allowed.add("totp")
+    return {key for key in allowed if METHODS[key].built}
+
+
+def must_bind(user: User) -> bool:
+    """Forced binding: admins always; everyone, or listed users, as the policy says."""
+    mode = get("force_2fa")
+    return user.is_admin or mode == "all" or (mode == "listed" and user.force_2fa)

@@ -1,0 +1,89 @@
+"""Trusted devices (信任此设备): a browser that skips the second step for a while."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from flask import current_app
+
+from portal import crypto
+from portal.models import TrustedDevice, User, utcnow
+from portal.services import audit
+from portal.services.client import Client
+from portal.services.errors import NotFound
+
+
+def lifetime() -> timedelta:
+    return timedelta(days=int(current_app.config["TRUSTED_DEVICE_DAYS"]))
+
+
+def issue(user: User, client: Client, method: str) -> str:
+    """Remember this browser for ``user``; returns the cookie token."""
+    token = crypto.new_token()
+    TrustedDevice.create(
+        token_hash=crypto.token_hash(token),
+        user=user,
+        user_agent=client.user_agent,
+        ip=client.ip,
+        method=method,
+        expires_at=utcnow() + lifetime(),
+    )
+    audit.record("trusted_device_added", user=user, method=method, client=client)
+    return token
+
+
+def is_trusted(token: str | None, user: User) -> bool:
+    """True if the token names a live trusted device of this very user (and marks it used)."""
+    if not token or len(token) > 128:
+        return False
+    now = utcnow()
+    return (
+        TrustedDevice.update(last_used_at=now)
+        .where(
+            (TrustedDevice.token_hash == crypto.token_hash(token))
+            & (TrustedDevice.user == user)
+            & TrustedDevice.revoked_at.is_null()
+            & (TrustedDevice.expires_at > now)
+        )
+        .execute()
+        == 1
+    )
+
+
+def active(user: User) -> list[TrustedDevice]:
+    return list(
+        TrustedDevice.select()
+        .where(
+            (TrustedDevice.user == user)
+            & TrustedDevice.revoked_at.is_null()
+            & (TrustedDevice.expires_at > utcnow())
+        )
+        .order_by(TrustedDevice.created_at.desc())
+    )
+
+
+def revoke(user: User, device_id: int, client: Client) -> None:
+    changed = (
+        TrustedDevice.update(revoked_at=utcnow())
+        .where(
+            (TrustedDevice.id == device_id)
+            & (TrustedDevice.user == user)
+            & TrustedDevice.revoked_at.is_null()
+        )
+        .execute()
+    )
+    if not changed:
+        raise NotFound("该设备不存在或已移除")
+    audit.record("trusted_device_revoked", user=user, client=client, detail=f"id={device_id}")
+
+
+def revoke_all(user: User, reason: str, client: Client | None = None) -> int:
+    """Revoke every trusted device of a user (password change, factor unbound or changed)."""
+    count = (
+        TrustedDevice.update(revoked_at=utcnow())
+        .where((TrustedDevice.user == user) & TrustedDevice.revoked_at.is_null())
+        .execute()
+    )
+    if count:
+        audit.record("trusted_devices_revoked", user=user, client=client, detail=reason)
+    return count

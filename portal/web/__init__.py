@@ -1,0 +1,87 @@
+"""Web layer: blueprints, security headers, error pages, template helpers."""
+
+from __future__ import annotations
+
+from datetime import timezone
+from zoneinfo import ZoneInfo
+
+from flask import Flask, current_app, make_response, render_template, request
+from flask_wtf.csrf import CSRFError, CSRFProtect
+from htmx_flask import Htmx
+from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from portal.services.errors import DomainError
+from portal.web import auth, devices, guard, home, qr, security
+
+csrf = CSRFProtect()
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
+)
+
+
+def init_app(app: Flask) -> None:
+    if int(app.config["TRUSTED_PROXIES"]):
+        hops = int(app.config["TRUSTED_PROXIES"])
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
+    Htmx(app)
+    csrf.init_app(app)
+    guard.init_app(app)
+    for module in (auth, home, security, devices):
+        app.register_blueprint(module.bp)
+    app.after_request(_security_headers)
+    app.register_error_handler(CSRFError, _csrf_error)
+    app.register_error_handler(DomainError, _domain_error)
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(Exception, _unexpected_error)
+    app.jinja_env.filters["localtime"] = localtime
+    app.jinja_env.globals["qr_svg"] = qr.svg
+
+
+def localtime(value) -> str:
+    """UTC from the database, shown in Asia/Shanghai."""
+    if value is None:
+        return "—"
+    return value.replace(tzinfo=timezone.utc).astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M")
+
+
+def _security_headers(response):
+    response.headers.setdefault("Content-Security-Policy", CSP)
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "same-origin"
+    response.headers["X-Frame-Options"] = "DENY"
+    response.vary.add("HX-Request")
+    if request.endpoint != "static":
+        response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _error_page(message: str, status: int):
+    """An error as a page, or (for htmx) as a notice swapped into the page's #flash area."""
+    if request.headers.get("HX-Request") == "true":
+        response = make_response(render_template("_flash.html", message=message), 200)
+        response.headers["HX-Retarget"] = "#flash"
+        response.headers["HX-Reswap"] = "innerHTML"
+        return response
+    return render_template("error.html", message=message, status=status), status
+
+
+def _csrf_error(_exc: CSRFError):
+    return _error_page("页面已过期或请求来源无效,请刷新页面后重试", 400)
+
+
+def _domain_error(exc: DomainError):
+    return _error_page(exc.message, exc.status)
+
+
+def _http_error(exc: HTTPException):
+    messages = {404: "页面不存在", 405: "不支持的请求方式", 413: "提交的内容过大"}
+    return _error_page(messages.get(exc.code or 500, exc.description or "请求有误"), exc.code or 500)
+
+
+def _unexpected_error(exc: Exception):
+    current_app.logger.exception("unhandled error", exc_info=exc)
+    return _error_page("系统繁忙,请稍后再试;您的数据未受影响", 500)

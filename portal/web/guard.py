@@ -1,0 +1,94 @@
+"""Who may reach which view: default deny, by login stage.
+
+Every view needs a full session unless it is marked ``public``, ``second_step``
+(half-logged-in sessions) or ``binding_ok`` (forced-binding sessions too).
+"""
+
+from __future__ import annotations
+
+from flask import Flask, current_app, g, request, url_for
+
+from portal.services import sessions
+from portal.services.client import Client
+from portal.web.render import redirect_to
+
+SESSION_COOKIE = "portal_sid"
+TRUST_COOKIE = "portal_trust"
+
+PUBLIC, SECOND_STEP, BINDING_OK, FULL_ONLY = "public", "second_step", "binding_ok", "full"
+ALLOWED_STAGES = {
+    SECOND_STEP: {sessions.SECOND_FACTOR},
+    BINDING_OK: {sessions.BINDING, sessions.FULL},
+    FULL_ONLY: {sessions.FULL},
+}
+_exempt_blueprints: set[str] = set()
+
+
+def _mark(access: str):
+    def decorate(view):
+        view.access = access
+        return view
+
+    return decorate
+
+
+public, second_step, binding_ok = _mark(PUBLIC), _mark(SECOND_STEP), _mark(BINDING_OK)
+
+
+def exempt_blueprint(name: str) -> None:
+    """Blueprints with their own authentication (JSON APIs, mail servers)."""
+    _exempt_blueprints.add(name)
+
+
+def init_app(app: Flask) -> None:
+    app.before_request(_load_login)
+    app.before_request(_enforce)
+    app.after_request(_write_cookies)
+
+
+def _load_login() -> None:
+    g.client = Client.of(request.remote_addr, request.user_agent.string)
+    g.login = sessions.resolve(request.cookies.get(SESSION_COOKIE))
+    g.user = g.login.user if g.login else None
+    g.cookies = {}
+
+
+def _enforce():
+    view = current_app.view_functions.get(request.endpoint) if request.url_rule else None
+    if view is None or request.blueprint in _exempt_blueprints or request.endpoint == "static":
+        return None
+    access = getattr(view, "access", FULL_ONLY)
+    stage = g.login.stage if g.login else None
+    if access == PUBLIC or stage in ALLOWED_STAGES[access]:
+        return None
+    return redirect_to(home_for(stage))
+
+
+def home_for(stage: str | None) -> str:
+    """Where a session at ``stage`` belongs."""
+    if stage == sessions.SECOND_FACTOR:
+        return url_for("auth.verify_form")
+    if stage == sessions.BINDING:
+        return url_for("security.twofa")
+    if stage == sessions.FULL:
+        return url_for("home.welcome")
+    return url_for("auth.login_form")
+
+
+def set_session_cookie(token: str | None) -> None:
+    """Send a new session cookie (None: delete it) with this response."""
+    g.cookies[SESSION_COOKIE] = (token, None)
+
+
+def set_trust_cookie(token: str, max_age: int) -> None:
+    g.cookies[TRUST_COOKIE] = (token, max_age)
+
+
+def _write_cookies(response):
+    secure = bool(current_app.config["SESSION_COOKIE_SECURE"])
+    for name, (value, max_age) in getattr(g, "cookies", {}).items():
+        if value is None:
+            response.delete_cookie(name, httponly=True, samesite="Lax", secure=secure)
+        else:
+            response.set_cookie(name, value, max_age=max_age, httponly=True, samesite="Lax", secure=secure)
+    return response

@@ -1,0 +1,44 @@
+// Small progressive enhancements; every page also works without JavaScript.
+(function () {
+  "use strict";
+
+  function openDialogs(root) {
+    root.querySelectorAll("dialog[data-dialog]").forEach(function (dialog) {
+      if (!dialog.open && typeof dialog.showModal === "function") dialog.showModal();
+    });
+  }
+
+  function closeDialog(dialog) {
+    var slot = dialog.parentElement;
+    dialog.close();
+    if (slot) slot.replaceChildren();
+  }
+
+  document.addEventListener("htmx:afterSwap", function (event) {
+    openDialogs(event.detail.target);
+  });
+
+  document.addEventListener("click", function (event) {
+    var closer = event.target.closest("[data-close-dialog]");
+    var dialog = closer && closer.closest("dialog");
+    if (dialog && dialog.parentElement && dialog.parentElement.id === "dialog-slot") {
+      event.preventDefault();
+      closeDialog(dialog);
+      return;
+    }
+    var copier = event.target.closest("[data-copy]");
+    if (copier && navigator.clipboard) {
+      navigator.clipboard.writeText(copier.getAttribute("data-copy")).then(function () {
+        copier.textContent = "已复制";
+      });
+    }
+  });
+
+  document.addEventListener("cancel", function (event) {
+    // Esc on a modal: also clear the slot so that a later dialog opens cleanly.
+    if (event.target.matches("dialog[data-dialog]")) {
+      event.preventDefault();
+      closeDialog(event.target);
+    }
+  }, true);
+})();

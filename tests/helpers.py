@@ -1,0 +1,68 @@
+"""Test helpers: a test-client wrapper that behaves like a browser with CSRF tokens."""
+
+from __future__ import annotations
+
+import re
+
+import pyotp
+
+CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+class Browser:
+    """Flask test client that keeps cookies and sends the page's CSRF token like a browser."""
+
+    def __init__(self, client):
+        self.client = client
+        self.csrf = None
+
+    def get(self, url: str, htmx: bool = False, **headers):
+        response = self.client.get(url, headers=self._headers(htmx, headers))
+        self._remember_csrf(response)
+        return response
+
+    def post(self, url: str, data: dict | None = None, htmx: bool = False, csrf: bool = True, **headers):
+        if self.csrf is None and csrf:
+            self.get("/login")
+        form = dict(data or {})
+        if csrf:
+            form.setdefault("csrf_token", self.csrf)
+        response = self.client.post(url, data=form, headers=self._headers(htmx, headers))
+        self._remember_csrf(response)
+        return response
+
+    def login(self, account: str, password: str):
+        return self.post("/login", {"account": account, "password": password})
+
+    def cookie(self, name: str):
+        cookie = self.client.get_cookie(name)
+        return cookie.value if cookie else None
+
+    @staticmethod
+    def _headers(htmx: bool, extra: dict) -> dict:
+        headers = {"HX-Request": "true"} if htmx else {}
+        headers.update({k.replace("_", "-"): v for k, v in extra.items()})
+        return headers
+
+    def _remember_csrf(self, response) -> None:
+        match = CSRF_RE.search(response.get_data(as_text=True))
+        if match:
+            self.csrf = match.group(1)
+
+
+def text(response) -> str:
+    return response.get_data(as_text=True)
+
+
+def attr(response, name: str) -> str:
+    """The value of the first ``name="..."`` attribute in a response."""
+    match = re.search(rf'{name}="([^"]+)"', text(response))
+    assert match, f"{name} not found in response"
+    return match.group(1)
+
+
+def code_for(secret: str, offset_steps: int = 0) -> str:
+    totp = pyotp.TOTP(secret)
+    import time
+
+    return totp.at(time.time() + 30 * offset_steps)
