@@ -34,8 +34,8 @@ def create_app(config: dict | None = None) -> Flask:
     db_module.bind(db_module.open_database(str(settings["DATABASE_URL"]), str(ROOT)))
     db_module.init_app(app)
 
-    from portal import cli, web
     import wechat_backend
+    from portal import cli, web
 
     web.init_app(app)
     app.register_blueprint(wechat_backend.blueprint)

@@ -72,10 +72,7 @@ def _claim_step(factor: Factor, step: int) -> bool:
     """Atomically record ``step`` as used; False if it (or a later one) was used already."""
     return (
         Factor.update(last_used_step=step, last_used_at=utcnow())
-        .where(
-            (Factor.id == factor.id)
-            & (Factor.last_used_step.is_null() | (Factor.last_used_step < step))
-        )
+        .where((Factor.id == factor.id) & (Factor.last_used_step.is_null() | (Factor.last_used_step < step)))
         .execute()
         == 1
     )
@@ -157,7 +154,9 @@ def unbind(session: LoginSession, user: User, method: str, via: str, raw_code: s
         audit.record("factor_unbound", user=user, method=method, client=client, detail=f"verified by {via}")
 
 
-def authorize_change(session: LoginSession, user: User, method: str, via: str, raw_code: str | None, client: Client) -> None:
+def authorize_change(
+    session: LoginSession, user: User, method: str, via: str, raw_code: str | None, client: Client
+) -> None:
     """修改, first half: a fresh verification grants one rebind of ``method`` in this session."""
     _require_bound(user, method)
     verify(user, via, raw_code, client, "change")
@@ -170,11 +169,7 @@ def _require_bound(user: User, method: str) -> None:
 
 
 def _has_grant(session: LoginSession, purpose: str) -> bool:
-    return (
-        Grant.select()
-        .where(_live_grant(session, purpose))
-        .exists()
-    )
+    return Grant.select().where(_live_grant(session, purpose)).exists()
 
 
 def _use_grant(session: LoginSession, purpose: str) -> bool:

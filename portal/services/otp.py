@@ -47,9 +47,7 @@ def matching_step(secret: str, code: str, now: float | None = None) -> int | Non
 
 
 def provisioning_uri(secret: str, account: str, issuer: str) -> str:
-    return pyotp.TOTP(secret, digits=DIGITS, interval=PERIOD).provisioning_uri(
-        name=account, issuer_name=issuer
-    )
+    return pyotp.TOTP(secret, digits=DIGITS, interval=PERIOD).provisioning_uri(name=account, issuer_name=issuer)
 
 
 def grouped(secret: str) -> str:

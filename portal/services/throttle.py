@@ -17,7 +17,6 @@ from flask import current_app
 from portal.models import ThrottleCounter, utcnow
 from portal.services.errors import Throttled
 
-
 EPOCH = datetime(1970, 1, 1)
 
 
@@ -36,9 +35,7 @@ class Attempt:
 def _bump(scope: str, key: str, window: datetime, delta: int, limit: int | None = None) -> int:
     """Atomically add ``delta`` to one counter (only while below ``limit``); rows changed."""
     query = ThrottleCounter.update(failures=ThrottleCounter.failures + delta).where(
-        (ThrottleCounter.scope == scope)
-        & (ThrottleCounter.key == key)
-        & (ThrottleCounter.window_start == window)
+        (ThrottleCounter.scope == scope) & (ThrottleCounter.key == key) & (ThrottleCounter.window_start == window)
     )
     if limit is not None:
         query = query.where(ThrottleCounter.failures < limit)
@@ -65,9 +62,7 @@ def begin(scope: str, account: str, ip: str, now: datetime | None = None) -> Att
         if not key:
             continue
         scoped = f"{scope}:{kind}"
-        ThrottleCounter.insert(
-            scope=scoped, key=key, window_start=window, failures=0
-        ).on_conflict_ignore().execute()
+        ThrottleCounter.insert(scope=scoped, key=key, window_start=window, failures=0).on_conflict_ignore().execute()
         if _bump(scoped, key, window, +1, limit=limit) != 1:
             attempt.succeeded()  # release what this attempt already took
             minutes = max(1, (retry_after + 59) // 60)

@@ -54,9 +54,7 @@ def active(user: User) -> list[TrustedDevice]:
     return list(
         TrustedDevice.select()
         .where(
-            (TrustedDevice.user == user)
-            & TrustedDevice.revoked_at.is_null()
-            & (TrustedDevice.expires_at > utcnow())
+            (TrustedDevice.user == user) & TrustedDevice.revoked_at.is_null() & (TrustedDevice.expires_at > utcnow())
         )
         .order_by(TrustedDevice.created_at.desc())
     )
@@ -65,11 +63,7 @@ def active(user: User) -> list[TrustedDevice]:
 def revoke(user: User, device_id: int, client: Client) -> None:
     changed = (
         TrustedDevice.update(revoked_at=utcnow())
-        .where(
-            (TrustedDevice.id == device_id)
-            & (TrustedDevice.user == user)
-            & TrustedDevice.revoked_at.is_null()
-        )
+        .where((TrustedDevice.id == device_id) & (TrustedDevice.user == user) & TrustedDevice.revoked_at.is_null())
         .execute()
     )
     if not changed:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timezone
+from datetime import UTC
 from zoneinfo import ZoneInfo
 
 from flask import Flask, current_app, make_response, render_template, request
@@ -45,7 +45,7 @@ def localtime(value) -> str:
     """UTC from the database, shown in Asia/Shanghai."""
     if value is None:
         return "—"
-    return value.replace(tzinfo=timezone.utc).astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M")
+    return value.replace(tzinfo=UTC).astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M")
 
 
 def _security_headers(response):

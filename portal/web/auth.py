@@ -72,5 +72,3 @@ def logout():
         login.logout(g.login, g.client)
     guard.set_session_cookie(None)
     return redirect(url_for("auth.login_form"))
-
-
