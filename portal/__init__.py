@@ -40,5 +40,6 @@ def create_app(config: dict | None = None) -> Flask:
     web.init_app(app)
     app.register_blueprint(wechat_backend.blueprint)
     web.guard.exempt_blueprint(wechat_backend.blueprint.name)
+    web.csrf.exempt(wechat_backend.blueprint)  # bearer-token JSON API: no cookies, no CSRF
     cli.init_app(app)
     return app

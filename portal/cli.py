@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 import click
-from flask import Flask
+from flask import Flask, current_app
 from flask.cli import AppGroup
 
 from portal import migrations
@@ -22,6 +22,7 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(demo_command)
     app.cli.add_command(user_cli)
     app.cli.add_command(policy_cli)
+    app.cli.add_command(wechat_stub)
 
 
 def _run(action):
@@ -71,7 +72,11 @@ def user_create(account: str, name: str, admin: bool, password: str | None) -> N
 @click.argument("file", type=click.File("r", encoding="utf-8-sig"))
 def user_import(file) -> None:
     """Import accounts from CSV (account,name,password[,admin]); all rows or none."""
-    users = _run(lambda: accounts.import_csv(file.read()))
+    try:
+        text = file.read()
+    except UnicodeDecodeError as exc:  # e.g. a CSV saved by Excel as GBK
+        raise click.ClickException(f"{file.name}: not UTF-8 text; save the CSV as UTF-8 and import again") from exc
+    users = _run(lambda: accounts.import_csv(text))
     click.echo(f"imported {len(users)} account(s)")
 
 
@@ -149,3 +154,18 @@ def policy_set(key: str, value: str) -> None:
     """Set force_2fa (off|all|listed) or enabled_methods (e.g. app,wechat,totp)."""
     _run(lambda: policy.set_value(key, value))
     click.echo(f"{key}={_run(lambda: policy.get(key))}")
+
+
+@click.command("wechat-stub")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8001, show_default=True)
+def wechat_stub(host: str, port: int) -> None:
+    """Serve the local stand-in for the WeChat API (development and tests)."""
+    from werkzeug.serving import run_simple
+
+    from wechat_backend.stub import create_stub_app
+
+    config = current_app.config
+    stub = create_stub_app(str(config["WECHAT_APPID"]), str(config["WECHAT_SECRET"]))
+    click.echo(f"WeChat API stub on http://{host}:{port}/ (appid {config['WECHAT_APPID']})")
+    run_simple(host, port, stub, threaded=True)

@@ -32,6 +32,13 @@ DEFAULTS: dict[str, object] = {
     "TRUSTED_PROXIES": 0,
 }
 
+# Development talks to the local WeChat stub (`flask --app wsgi wechat-stub`, started by make run).
+DEVELOPMENT_DEFAULTS: dict[str, object] = {
+    "WECHAT_APPID": "wxdev0000000000000",
+    "WECHAT_SECRET": "development-stub-secret",
+    "WECHAT_API_BASE": "http://127.0.0.1:8001/",
+}
+
 BOOLEAN_KEYS = {"DEV_SIMULATORS"}
 INTEGER_KEYS = {
     "SESSION_IDLE_MINUTES",
@@ -68,6 +75,10 @@ def load(overrides: dict | None = None, environ: dict | None = None) -> dict[str
         if f"PORTAL_{key}" in environ:
             config[key] = _parse(key, environ[f"PORTAL_{key}"])
     config.update(overrides or {})
+    if config["ENV"] == "development":
+        for key, value in DEVELOPMENT_DEFAULTS.items():
+            if f"PORTAL_{key}" not in environ and key not in (overrides or {}):
+                config[key] = value
     return config
 
 

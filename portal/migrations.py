@@ -4,17 +4,51 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import peewee
+from playhouse.migrate import SchemaMigrator, migrate
+
+from portal import models
 from portal.db import db
-from portal.models import ALL_MODELS, SchemaVersion
+from portal.models import SchemaVersion
 
 
-def _initial_schema() -> None:
-    db.create_tables(ALL_MODELS, safe=True)
+def _create(*tables: type[peewee.Model]) -> Callable[[], None]:
+    return lambda: db.create_tables(tables, safe=True)
 
 
-# Append new migrations here; never edit one that has shipped.
+def _add_missing_columns(model: type[peewee.Model]) -> None:
+    """Add the model's columns that the table lacks (tables may come from an older release)."""
+    present = {column.name for column in db.get_columns(model._meta.table_name)}
+    migrator = SchemaMigrator.from_database(db.obj)
+    missing = [f for f in model._meta.sorted_fields if f.column_name not in present]
+    migrate(*(migrator.add_column(model._meta.table_name, f.column_name, f) for f in missing))
+
+
+def _wechat_schema() -> None:
+    _create(models.WeChatUser, models.ApiToken, models.Ticket, models.CacheEntry)()
+    _add_missing_columns(models.Factor)
+
+
+# Append new migrations here; never edit one that has shipped. Tables are created from the
+# current models (safe=True), so later migrations add what older databases lack.
 MIGRATIONS: list[tuple[int, str, Callable[[], None]]] = [
-    (1, "initial schema", _initial_schema),
+    (
+        1,
+        "initial schema",
+        _create(
+            models.SchemaVersion,
+            models.User,
+            models.Factor,
+            models.LoginSession,
+            models.Enrollment,
+            models.Grant,
+            models.TrustedDevice,
+            models.ThrottleCounter,
+            models.AuditEvent,
+            models.Setting,
+        ),
+    ),
+    (2, "WeChat users, API tokens, QR tickets, shared cache; factor.external_id", _wechat_schema),
 ]
 
 
@@ -28,11 +62,11 @@ def current_version() -> int:
 def upgrade() -> list[str]:
     """Apply pending migrations; return the names of those applied."""
     applied = []
-    for version, name, migrate in MIGRATIONS:
+    for version, name, apply in MIGRATIONS:
         with db.atomic():
             if version <= current_version():
                 continue
-            migrate()
+            apply()
             SchemaVersion.create(version=version)
             applied.append(f"{version}: {name}")
     return applied

@@ -47,6 +47,7 @@ class Factor(BaseModel):
     method = pw.CharField(max_length=16)
     label = pw.CharField(max_length=200, default="")
     secret = pw.TextField(default="")  # encrypted with the data key
+    external_id = pw.CharField(max_length=128, default="", index=True)  # WeChat openid, App device id
     last_used_step = pw.BigIntegerField(null=True)
     created_at = pw.DateTimeField(default=utcnow)
     last_used_at = pw.DateTimeField(null=True)
@@ -137,6 +138,57 @@ class Setting(BaseModel):
     value = pw.TextField()
 
 
+class WeChatUser(BaseModel):
+    """A WeChat user of the 邮箱安全助手 mini-program, known by openid."""
+
+    openid = pw.CharField(max_length=128, unique=True)
+    unionid = pw.CharField(max_length=128, default="")
+    session_key = pw.TextField(default="")  # encrypted; never leaves the server
+    created_at = pw.DateTimeField(default=utcnow)
+    last_login_at = pw.DateTimeField(default=utcnow)
+
+
+class ApiToken(BaseModel):
+    """Opaque bearer token of the mini-program API; only its HMAC is stored."""
+
+    token_hash = pw.CharField(max_length=64, unique=True)
+    wechat_user = pw.ForeignKeyField(WeChatUser, on_delete="CASCADE")
+    created_at = pw.DateTimeField(default=utcnow)
+    expires_at = pw.DateTimeField()
+
+
+class Ticket(BaseModel):
+    """A QR ticket (bind / login / unbind / rebind) bound to the browser session that made it.
+
+    State moves only by conditional UPDATEs:
+    pending → scanned → approved | denied → consumed; or expired by time.
+    """
+
+    token_hash = pw.CharField(max_length=64, unique=True)
+    method = pw.CharField(max_length=16)  # wechat | app
+    purpose = pw.CharField(max_length=16)  # bind | login | unbind | rebind
+    target = pw.CharField(max_length=16, default="")  # the method being unbound or changed
+    user = pw.ForeignKeyField(User, on_delete="CASCADE")
+    session = pw.ForeignKeyField(LoginSession, on_delete="CASCADE")
+    state = pw.CharField(max_length=16, default="pending")
+    approver = pw.CharField(max_length=128, default="")  # openid / device id that decided
+    trust_device = pw.BooleanField(default=False)
+    replaces = pw.BooleanField(default=False)  # a bind that is the second half of 修改
+    ip = pw.CharField(max_length=64, default="")
+    user_agent = pw.CharField(max_length=300, default="")
+    created_at = pw.DateTimeField(default=utcnow)
+    expires_at = pw.DateTimeField()
+    decided_at = pw.DateTimeField(null=True)
+
+
+class CacheEntry(BaseModel):
+    """Small shared cache (e.g. the WeChat access_token) so that every worker sees one value."""
+
+    key = pw.CharField(max_length=128, primary_key=True)
+    value = pw.TextField()
+    expires_at = pw.DateTimeField(null=True)
+
+
 ALL_MODELS = [
     SchemaVersion,
     User,
@@ -148,4 +200,8 @@ ALL_MODELS = [
     ThrottleCounter,
     AuditEvent,
     Setting,
+    WeChatUser,
+    ApiToken,
+    Ticket,
+    CacheEntry,
 ]

@@ -1,7 +1,5 @@
-"""Backend of the 邮箱安全助手 mini-program (JSON API at /api/wx/v1). Built in issue #3."""
+"""Backend of the 邮箱安全助手 mini-program: the JSON API at /api/wx/v1 (see openapi.yaml)."""
 
-from __future__ import annotations
+from wechat_backend.api import blueprint
 
-from flask import Blueprint
-
-blueprint = Blueprint("wx_api", __name__, url_prefix="/api/wx/v1")
+__all__ = ["blueprint"]

@@ -94,11 +94,14 @@ def import_csv(text: str) -> list[User]:
     if errors:
         raise InvalidInput("\n".join(errors))
     hashed = [(row, passwords.hash_password(row.password)) for row in rows]
-    with db.atomic():
-        users = [
-            User.create(account=row.account, name=row.name[:100], password_hash=h, is_admin=row.admin)
-            for row, h in hashed
-        ]
+    try:
+        with db.atomic():
+            users = [
+                User.create(account=row.account, name=row.name[:100], password_hash=h, is_admin=row.admin)
+                for row, h in hashed
+            ]
+    except peewee.IntegrityError as exc:  # an account created meanwhile: the whole import is undone
+        raise Conflict("导入期间有账号已被创建,未导入任何账号,请重新导入") from exc
     audit.record("users_imported", detail=f"{len(users)} accounts")
     return users
 

@@ -22,7 +22,7 @@ def record(
         user=user,
         account=(user.account if user else account)[:254],
         event=event,
-        method=method,
+        method=method[:16],  # user-supplied (e.g. the login form's method field): must fit the column
         outcome=outcome,
         ip=client.ip,
         user_agent=client.user_agent,

@@ -17,7 +17,7 @@ from portal.services.errors import Conflict, Expired, InvalidCode, NotAllowed, N
 
 ENROLLMENT_TTL = timedelta(minutes=10)
 GRANT_TTL = timedelta(minutes=10)
-CODE_METHODS = ("totp",)  # methods whose 6-digit codes this release verifies
+CODE_METHODS = ("totp", "wechat")  # methods whose 6-digit codes this release verifies
 
 
 @dataclass
@@ -82,7 +82,7 @@ def begin_totp(session: LoginSession, user: User) -> TotpEnrollment:
     """Start binding 第三方 OTP: a fresh secret, kept pending until a code confirms it."""
     if "totp" not in policy.offered(user):
         raise NotAllowed("第三方 OTP 需由管理员开通")
-    purpose = "rebind" if _has_grant(session, "change:totp") else "bind"
+    purpose = "rebind" if has_grant(session, "change:totp") else "bind"
     if purpose == "bind" and "totp" in bound_methods(user):
         raise Conflict("第三方 OTP 已绑定;如需更换请使用“修改”")
     secret = otp.new_secret()
@@ -107,11 +107,13 @@ def confirm_totp(session: LoginSession, user: User, enrollment_id: int, raw_code
     if enrollment is None or enrollment.expires_at <= utcnow():
         raise Expired("绑定已过期,请重新开始绑定")
     attempt = throttle.begin("otp", user.account, client.ip)
-    code = otp.parse_code(raw_code)
-    step = otp.matching_step(crypto.decrypt(enrollment.secret), code)
-    if step is None:
-        audit.record("factor_bind", user=user, method="totp", outcome="fail", client=client)
-        raise InvalidCode("验证码错误,请确认 App 中显示的是本账号的验证码")
+    try:  # a malformed code is a failed attempt too, audited like a wrong one
+        step = otp.matching_step(crypto.decrypt(enrollment.secret), otp.parse_code(raw_code))
+        if step is None:
+            raise InvalidCode("验证码错误,请确认 App 中显示的是本账号的验证码")
+    except InvalidCode as exc:
+        audit.record("factor_bind", user=user, method="totp", outcome="fail", client=client, detail=exc.code)
+        raise
     try:
         with db.atomic():
             factor = _replace_with(enrollment, session, step)
@@ -128,7 +130,7 @@ def _replace_with(enrollment: Enrollment, session: LoginSession, step: int) -> F
     if Enrollment.delete().where((Enrollment.id == enrollment.id) & (Enrollment.expires_at > utcnow())).execute() != 1:
         raise Expired("绑定已完成或已过期")
     if enrollment.purpose == "rebind":
-        if not _use_grant(session, f"change:{enrollment.method}"):
+        if not use_grant(session, f"change:{enrollment.method}"):
             raise Expired("修改的验证已过期,请重新验证")
         Factor.delete().where((Factor.user == enrollment.user_id) & (Factor.method == enrollment.method)).execute()
         trust.revoke_all(enrollment.user, f"{enrollment.method} changed")
@@ -143,10 +145,20 @@ def _replace_with(enrollment: Enrollment, session: LoginSession, step: int) -> F
 
 def unbind(session: LoginSession, user: User, method: str, via: str, raw_code: str | None, client: Client) -> None:
     """解绑: verified by a code of ``via`` (this factor or another bound one)."""
+    check_removable(user, method)
+    verify(user, via, raw_code, client, "unbind")
+    remove(user, method, client, via)
+
+
+def check_removable(user: User, method: str) -> None:
+    """A bound factor that policy lets this user unbind."""
     _require_bound(user, method)
     if policy.must_bind(user) and len(bound_methods(user)) == 1:
         raise NotAllowed("管理员要求启用二次验证,不能解绑唯一的验证方式;如需更换请使用“修改”")
-    verify(user, via, raw_code, client, "unbind")
+
+
+def remove(user: User, method: str, client: Client, via: str) -> None:
+    """Delete a factor after its fresh verification; trusted devices go with it."""
     with db.atomic():
         Factor.delete().where((Factor.user == user) & (Factor.method == method)).execute()
         Enrollment.delete().where((Enrollment.user == user) & (Enrollment.method == method)).execute()
@@ -160,6 +172,10 @@ def authorize_change(
     """修改, first half: a fresh verification grants one rebind of ``method`` in this session."""
     _require_bound(user, method)
     verify(user, via, raw_code, client, "change")
+    grant_change(session, method)
+
+
+def grant_change(session: LoginSession, method: str) -> None:
     Grant.create(session=session, purpose=f"change:{method}", expires_at=utcnow() + GRANT_TTL)
 
 
@@ -168,12 +184,16 @@ def _require_bound(user: User, method: str) -> None:
         raise NotFound("该验证方式未绑定")
 
 
-def _has_grant(session: LoginSession, purpose: str) -> bool:
+def has_grant(session: LoginSession, purpose: str) -> bool:
     return Grant.select().where(_live_grant(session, purpose)).exists()
 
 
-def _use_grant(session: LoginSession, purpose: str) -> bool:
-    return Grant.update(used_at=utcnow()).where(_live_grant(session, purpose)).execute() >= 1
+def use_grant(session: LoginSession, purpose: str) -> bool:
+    """Spend one live grant atomically; False if there is none."""
+    grant = Grant.select(Grant.id).where(_live_grant(session, purpose)).order_by(Grant.id).first()
+    if grant is None:
+        return False
+    return Grant.update(used_at=utcnow()).where((Grant.id == grant.id) & Grant.used_at.is_null()).execute() == 1
 
 
 def _live_grant(session: LoginSession, purpose: str):

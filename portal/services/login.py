@@ -53,6 +53,14 @@ def second_step(session: LoginSession, method: str, raw_code: str | None, trust_
     return Step(token, sessions.FULL, trust_token)
 
 
+def complete_by_scan(session: LoginSession, ticket, client: Client) -> Step:
+    """The phone approved this browser's login ticket (确认授权并信任此设备 or 临时登录)."""
+    token = sessions.advance(session, sessions.SECOND_FACTOR, sessions.FULL)
+    trust_token = trust.issue(session.user, client, ticket.method) if ticket.trust_device else None
+    audit.record("login_complete", user=session.user, method=ticket.method, client=client, detail="by scan")
+    return Step(token, sessions.FULL, trust_token)
+
+
 def finish_forced_binding(session: LoginSession, client: Client) -> str | None:
     """After a forced user binds a factor, the session becomes full (new id); else None."""
     if session.stage != sessions.BINDING:

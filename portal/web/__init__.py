@@ -5,14 +5,14 @@ from __future__ import annotations
 from datetime import UTC
 from zoneinfo import ZoneInfo
 
-from flask import Flask, current_app, make_response, render_template, request
+from flask import Flask, current_app, jsonify, make_response, render_template, request
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from htmx_flask import Htmx
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import BadRequest, HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from portal.services.errors import DomainError
-from portal.web import auth, devices, guard, home, qr, security
+from portal.web import auth, devices, guard, home, qr, scan, security, simulators
 
 csrf = CSRFProtect()
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -29,9 +29,12 @@ def init_app(app: Flask) -> None:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
     Htmx(app)
     csrf.init_app(app)
+    app.before_request(_refuse_nul_bytes)
     guard.init_app(app)
-    for module in (auth, home, security, devices):
+    for module in (auth, home, security, devices, scan):
         app.register_blueprint(module.bp)
+    if app.config["DEV_SIMULATORS"]:
+        app.register_blueprint(simulators.bp)
     app.after_request(_security_headers)
     app.register_error_handler(CSRFError, _csrf_error)
     app.register_error_handler(DomainError, _domain_error)
@@ -48,6 +51,15 @@ def localtime(value) -> str:
     return value.replace(tzinfo=UTC).astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M")
 
 
+def _refuse_nul_bytes() -> None:
+    """PostgreSQL text cannot hold NUL: refuse such input up front instead of failing later with a 500."""
+    if guard.is_exempt():
+        return
+    fields = [*request.args.items(multi=True), *request.form.items(multi=True)]
+    if any("\x00" in key or "\x00" in value for key, value in fields) or "\x00" in request.user_agent.string:
+        raise BadRequest("请求包含无效字符")
+
+
 def _security_headers(response):
     response.headers.setdefault("Content-Security-Policy", CSP)
     response.headers["X-Content-Type-Options"] = "nosniff"
@@ -59,8 +71,10 @@ def _security_headers(response):
     return response
 
 
-def _error_page(message: str, status: int):
+def _error_page(message: str, status: int, code: str = "error"):
     """An error as a page, or (for htmx) as a notice swapped into the page's #flash area."""
+    if request.path.startswith("/api/"):
+        return jsonify(error={"code": code, "message": message}), status
     if request.headers.get("HX-Request") == "true":
         response = make_response(render_template("_flash.html", message=message), 200)
         response.headers["HX-Retarget"] = "#flash"
@@ -74,14 +88,16 @@ def _csrf_error(_exc: CSRFError):
 
 
 def _domain_error(exc: DomainError):
-    return _error_page(exc.message, exc.status)
+    return _error_page(exc.message, exc.status, exc.code)
 
 
 def _http_error(exc: HTTPException):
     messages = {404: "页面不存在", 405: "不支持的请求方式", 413: "提交的内容过大"}
-    return _error_page(messages.get(exc.code or 500, exc.description or "请求有误"), exc.code or 500)
+    codes = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}
+    status = exc.code or 500
+    return _error_page(messages.get(status, exc.description or "请求有误"), status, codes.get(status, "bad_request"))
 
 
 def _unexpected_error(exc: Exception):
     current_app.logger.exception("unhandled error", exc_info=exc)
-    return _error_page("系统繁忙,请稍后再试;您的数据未受影响", 500)
+    return _error_page("系统繁忙,请稍后再试;您的数据未受影响", 500, "internal_error")

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, g, redirect, render_template, request, url_for
+from flask import Blueprint, g, render_template, request, url_for
 
 from portal.services import factors, login, trust
 from portal.services.errors import DomainError
 from portal.services.policy import METHODS
 from portal.web import guard
+from portal.web.render import redirect_to
 
 bp = Blueprint("auth", __name__)
 
@@ -16,7 +17,7 @@ bp = Blueprint("auth", __name__)
 @guard.public
 def login_form():
     if g.login is not None:
-        return redirect(guard.home_for(g.login.stage))
+        return redirect_to(guard.home_for(g.login.stage))
     return render_template("auth/login.html", account="")
 
 
@@ -31,7 +32,7 @@ def login_submit():
     except DomainError as exc:
         return render_template("auth/login.html", account=account, error=exc.message), exc.status
     guard.set_session_cookie(step.token)
-    return redirect(guard.home_for(step.stage))
+    return redirect_to(guard.home_for(step.stage))
 
 
 @bp.get("/login/verify")
@@ -51,11 +52,14 @@ def verify_submit():
     guard.set_session_cookie(step.token)
     if step.trust_token:
         guard.set_trust_cookie(step.trust_token, int(trust.lifetime().total_seconds()))
-    return redirect(url_for("home.welcome"))
+    return redirect_to(url_for("home.welcome"))
 
 
 def _verify_page(method: str | None = None, error: str | None = None, status: int = 200):
     bound = factors.bound_methods(g.user)
+    if not bound:  # the factor was removed meanwhile (e.g. unbound from another browser)
+        error = "该账号已没有可用的验证方式,请返回登录页重新登录"
+        return render_template("auth/verify.html", method=None, choices=[], error=error, trust_days=0), status
     method = method if method in bound else request.args.get("method", "")
     method = method if method in bound else bound[0]
     choices = [METHODS[m] for m in bound]
@@ -71,4 +75,4 @@ def logout():
     if g.login is not None:
         login.logout(g.login, g.client)
     guard.set_session_cookie(None)
-    return redirect(url_for("auth.login_form"))
+    return redirect_to(url_for("auth.login_form"))

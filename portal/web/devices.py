@@ -17,7 +17,8 @@ def index():
     return _render()
 
 
-@bp.post("/<int:device_id>/revoke")
+# Row ids are 32-bit (PostgreSQL serial); a larger number would overflow SQLite's driver: 404 instead.
+@bp.post("/<int(max=2147483647):device_id>/revoke")
 def revoke(device_id: int):
     try:
         trust.revoke(g.user, device_id, g.client)

@@ -40,6 +40,11 @@ def exempt_blueprint(name: str) -> None:
     _exempt_blueprints.add(name)
 
 
+def is_exempt() -> bool:
+    """True for a request to a blueprint with its own authentication (and its own input parsing)."""
+    return request.blueprint in _exempt_blueprints
+
+
 def init_app(app: Flask) -> None:
     app.before_request(_load_login)
     app.before_request(_enforce)

@@ -35,7 +35,7 @@ def bind_totp_form():
 @bp.post("/totp/bind")
 @guard.binding_ok
 def bind_totp_submit():
-    enrollment_id = request.form.get("enrollment", type=int) or 0
+    enrollment_id = _row_id(request.form.get("enrollment", ""))
     try:
         factors.confirm_totp(g.login, g.user, enrollment_id, request.form.get("code"), g.client)
         new_token = login.finish_forced_binding(g.login, g.client)
@@ -65,6 +65,11 @@ def verify_submit(method: str, action: str):
     except DomainError as exc:
         return _verify_dialog(method, action, via, error=exc.message)
     return _bind_dialog(enrollment)
+
+
+def _row_id(raw: str) -> int:
+    """A database id from a form field: ASCII digits within 32 bits, else 0 (matches nothing)."""
+    return int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 9 else 0
 
 
 def _check_target(method: str, action: str) -> None:

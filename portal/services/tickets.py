@@ -1,0 +1,141 @@
+"""QR tickets: a browser asks, a phone (WeChat mini-program or App) decides, the browser consumes.
+
+A ticket is bound to the browser session that created it, to its purpose and its account.
+Every state change is one conditional UPDATE, so a ticket is decided and consumed at most once,
+whichever worker or host handles the request.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from flask import current_app
+
+from portal import crypto
+from portal.models import LoginSession, Ticket, User, utcnow
+from portal.services import audit
+from portal.services.client import Client
+from portal.services.errors import Conflict, Expired, NotFound
+
+PENDING, SCANNED, APPROVED, DENIED, CONSUMED = "pending", "scanned", "approved", "denied", "consumed"
+EXPIRED = "expired"  # shown, never stored: a ticket past expires_at is expired whatever its state
+PURPOSES = ("bind", "login", "unbind", "rebind")
+TTL = {
+    "login": timedelta(minutes=2),
+    "bind": timedelta(minutes=5),
+    "unbind": timedelta(minutes=2),
+    "rebind": timedelta(minutes=2),
+}
+OPEN = (PENDING, SCANNED)
+
+
+@dataclass
+class NewTicket:
+    ticket: Ticket
+    token: str
+
+    @property
+    def url(self) -> str:
+        return scan_url(self.token)
+
+
+def scan_url(token: str) -> str:
+    """What the QR code encodes: WeChat opens the mini-program for this ordinary link."""
+    return f"{str(current_app.config['PUBLIC_URL']).rstrip('/')}/wx/t/{token}"
+
+
+def create(
+    session: LoginSession,
+    user: User,
+    method: str,
+    purpose: str,
+    client: Client,
+    target: str = "",
+    replaces: bool = False,
+) -> NewTicket:
+    """A new ticket for this browser session; earlier open tickets of the same kind are dropped."""
+    assert purpose in PURPOSES
+    Ticket.delete().where(
+        (Ticket.session == session)
+        & (Ticket.method == method)
+        & (Ticket.purpose == purpose)
+        & Ticket.state.in_(OPEN)
+    ).execute()
+    token = crypto.new_token(24)  # 192 bits
+    ticket = Ticket.create(
+        token_hash=crypto.token_hash(token),
+        method=method,
+        purpose=purpose,
+        target=target or method,
+        user=user,
+        session=session,
+        replaces=replaces,
+        ip=client.ip,
+        user_agent=client.user_agent,
+        expires_at=utcnow() + TTL[purpose],
+    )
+    return NewTicket(ticket, token)
+
+
+def by_token(token: str, method: str) -> Ticket:
+    """The ticket a scanned QR names; unknown and expired tickets are refused."""
+    if not token or len(token) > 128:
+        raise NotFound("二维码无效", code="ticket_not_found")
+    ticket = Ticket.get_or_none((Ticket.token_hash == crypto.token_hash(token)) & (Ticket.method == method))
+    if ticket is None:
+        raise NotFound("二维码无效", code="ticket_not_found")
+    if state_of(ticket) == EXPIRED:
+        raise Expired("二维码已过期,请在网页上刷新二维码", code="ticket_expired")
+    return ticket
+
+
+def of_session(session: LoginSession, ticket_id: int) -> Ticket:
+    """A ticket as its own browser sees it (another browser's ticket does not exist for it)."""
+    ticket = Ticket.get_or_none((Ticket.id == ticket_id) & (Ticket.session == session))
+    if ticket is None:
+        raise NotFound("二维码不存在,请重新操作", code="ticket_not_found")
+    return ticket
+
+
+def state_of(ticket: Ticket) -> str:
+    if ticket.state in OPEN and ticket.expires_at <= utcnow():
+        return EXPIRED
+    return ticket.state
+
+
+def mark_scanned(ticket: Ticket) -> None:
+    Ticket.update(state=SCANNED).where((Ticket.id == ticket.id) & (Ticket.state == PENDING)).execute()
+    ticket.state = SCANNED if ticket.state == PENDING else ticket.state
+
+
+def decide(ticket: Ticket, approver: str, approve: bool, trust_device: bool = False) -> None:
+    """pending|scanned → approved|denied, once; losers of a race get Conflict."""
+    now = utcnow()
+    changed = (
+        Ticket.update(
+            state=APPROVED if approve else DENIED,
+            approver=approver,
+            trust_device=bool(trust_device and approve),
+            decided_at=now,
+        )
+        .where((Ticket.id == ticket.id) & Ticket.state.in_(OPEN) & (Ticket.expires_at > now))
+        .execute()
+    )
+    if changed != 1:
+        raise Conflict("该二维码已处理", code="ticket_used")
+    ticket.state, ticket.approver = (APPROVED if approve else DENIED), approver
+    ticket.trust_device = bool(trust_device and approve)
+
+
+def consume(ticket: Ticket) -> bool:
+    """approved → consumed by the browser that created it; True for exactly one caller."""
+    return Ticket.update(state=CONSUMED).where((Ticket.id == ticket.id) & (Ticket.state == APPROVED)).execute() == 1
+
+
+def record(ticket: Ticket, event: str, outcome: str, client: Client | None = None, detail: str = "") -> None:
+    audit.record(event, user=ticket.user, method=ticket.method, outcome=outcome, client=client, detail=detail)
+
+
+def expires_in(ticket: Ticket) -> int:
+    return max(0, int((ticket.expires_at - utcnow()).total_seconds()))

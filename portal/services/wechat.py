@@ -1,0 +1,178 @@
+"""The 邮箱安全助手 mini-program's side: sign-in, codes, and deciding scanned QR tickets."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, timedelta
+
+import peewee
+
+from portal import crypto
+from portal.db import db
+from portal.models import ApiToken, Factor, Ticket, WeChatUser, utcnow
+from portal.services import audit, factors, otp, sessions, tickets, trust, useragent
+from portal.services.errors import Conflict, Expired, InvalidCredentials, InvalidInput, NotAllowed
+
+TOKEN_TTL = timedelta(hours=2)
+METHOD = "wechat"
+CHOICES = {
+    "login": ["approve_trust", "approve_once", "deny"],  # 确认授权并信任此设备 / 临时登录 / 拒绝
+    "bind": ["confirm", "deny"],
+    "unbind": ["confirm", "deny"],
+    "rebind": ["confirm", "deny"],
+}
+
+
+def sign_in(openid: str, unionid: str, session_key: str) -> tuple[str, int]:
+    """After code2session: remember the WeChat user, issue an opaque bearer token."""
+    if not openid:
+        raise InvalidInput("微信登录失败", code="invalid_code")
+    now = utcnow()
+    with db.atomic():
+        WeChatUser.insert(openid=openid, unionid=unionid, session_key=crypto.encrypt(session_key)).on_conflict(
+            conflict_target=[WeChatUser.openid],
+            update={WeChatUser.session_key: crypto.encrypt(session_key), WeChatUser.last_login_at: now},
+        ).execute()
+        wx_user = WeChatUser.get(WeChatUser.openid == openid)
+        token = crypto.new_token()
+        ApiToken.create(token_hash=crypto.token_hash(token), wechat_user=wx_user, expires_at=now + TOKEN_TTL)
+    return token, int(TOKEN_TTL.total_seconds())
+
+
+def authenticate(bearer: str | None) -> WeChatUser:
+    """The WeChat user behind a live bearer token, else 401."""
+    if not bearer or len(bearer) > 128:
+        raise InvalidCredentials("请重新登录小程序", code="invalid_token")
+    row = (
+        ApiToken.select(ApiToken, WeChatUser)
+        .join(WeChatUser)
+        .where((ApiToken.token_hash == crypto.token_hash(bearer)) & (ApiToken.expires_at > utcnow()))
+        .first()
+    )
+    if row is None:
+        raise InvalidCredentials("请重新登录小程序", code="invalid_token")
+    return row.wechat_user
+
+
+def accounts(wx_user: WeChatUser, now: float | None = None) -> list[dict]:
+    """Every mail account bound to this WeChat user, with its current 6-digit code."""
+    now = time.time() if now is None else now
+    step, remaining = otp.current_step(now), otp.PERIOD - int(now % otp.PERIOD)
+    factors = (
+        Factor.select()
+        .where((Factor.method == METHOD) & (Factor.external_id == wx_user.openid))
+        .order_by(Factor.created_at)
+    )
+    return [
+        {
+            "id": f.id,
+            "account": f.user.account,
+            "code": otp.code_at(crypto.decrypt(f.secret), step),
+            "period": otp.PERIOD,
+            "remaining": remaining,
+        }
+        for f in factors
+    ]
+
+
+def preview(wx_user: WeChatUser, token: str) -> dict:
+    """What the phone shows after scanning: purpose, masked account, the requesting browser."""
+    ticket = _ticket_for(wx_user, token)
+    tickets.mark_scanned(ticket)
+    return {
+        "purpose": ticket.purpose,
+        "account": mask(ticket.user.account),
+        "request": describe_request(ticket),
+        "expires_in": tickets.expires_in(ticket),
+        "choices": CHOICES[ticket.purpose],
+    }
+
+
+def confirm(wx_user: WeChatUser, token: str) -> dict:
+    """确认 for bind / unbind / rebind tickets. A bind stores the new factor at once."""
+    ticket = _ticket_for(wx_user, token)
+    if ticket.purpose == "login":
+        raise InvalidInput("登录请求请选择授权方式", code="wrong_purpose")
+    if ticket.purpose == "bind":
+        _bind(ticket, wx_user)
+    else:
+        tickets.decide(ticket, wx_user.openid, approve=True)
+    tickets.record(ticket, f"wechat_{ticket.purpose}_confirmed", "ok", detail=f"openid={mask(wx_user.openid)}")
+    return {"state": ticket.state, "purpose": ticket.purpose}
+
+
+def approve(wx_user: WeChatUser, token: str, trust_device: bool) -> dict:
+    """确认授权并信任此设备 (trust_device) or 临时登录, for login tickets."""
+    ticket = _ticket_for(wx_user, token)
+    if ticket.purpose != "login":
+        raise InvalidInput("该二维码不是登录请求", code="wrong_purpose")
+    tickets.decide(ticket, wx_user.openid, approve=True, trust_device=trust_device)
+    tickets.record(ticket, "wechat_login_approved", "ok", detail="trust" if trust_device else "once")
+    return {"state": ticket.state, "purpose": ticket.purpose}
+
+
+def deny(wx_user: WeChatUser, token: str) -> dict:
+    ticket = _ticket_for(wx_user, token)
+    tickets.decide(ticket, wx_user.openid, approve=False)
+    tickets.record(ticket, f"wechat_{ticket.purpose}_denied", "denied")
+    return {"state": ticket.state, "purpose": ticket.purpose}
+
+
+def _ticket_for(wx_user: WeChatUser, token: str) -> Ticket:
+    """Only the WeChat user bound to the account may see or decide its non-bind tickets."""
+    ticket = tickets.by_token(token, METHOD)
+    if ticket.purpose != "bind" and not _holds_factor(ticket, wx_user):
+        raise NotAllowed("该帐号未绑定当前微信", code="not_bound_to_you")
+    if ticket.session.ended_at is not None:
+        raise Conflict("网页已退出登录,请重新操作", code="session_ended")
+    return ticket
+
+
+def _holds_factor(ticket: Ticket, wx_user: WeChatUser) -> bool:
+    return (
+        Factor.select()
+        .where(
+            (Factor.user == ticket.user_id) & (Factor.method == METHOD) & (Factor.external_id == wx_user.openid)
+        )
+        .exists()
+    )
+
+
+def _bind(ticket: Ticket, wx_user: WeChatUser) -> None:
+    """Approve a bind ticket and store the factor in one transaction (修改 replaces the old one)."""
+    if ticket.session.stage not in (sessions.FULL, sessions.BINDING):
+        raise NotAllowed("网页登录未完成", code="session_not_full")
+    try:
+        with db.atomic():
+            tickets.decide(ticket, wx_user.openid, approve=True)
+            if ticket.replaces:
+                if not factors.use_grant(ticket.session, "change:wechat"):
+                    raise Expired("修改的验证已过期,请在网页上重新操作", code="grant_expired")
+                Factor.delete().where((Factor.user == ticket.user_id) & (Factor.method == METHOD)).execute()
+                trust.revoke_all(ticket.user, "wechat changed")
+            Factor.create(
+                user=ticket.user_id,
+                method=METHOD,
+                label=f"微信用户 {mask(wx_user.openid)}",
+                external_id=wx_user.openid,
+                secret=crypto.encrypt(otp.new_secret()),
+            )
+    except peewee.IntegrityError as exc:
+        raise Conflict("该帐号已绑定微信", code="already_bound") from exc
+    audit.record("factor_bound" if not ticket.replaces else "factor_changed", user=ticket.user, method=METHOD)
+
+
+def mask(value: str) -> str:
+    """z***n@mail.example.edu.cn, or the ends of an id."""
+    local, at, domain = value.partition("@")
+    if not at:
+        return f"{value[:4]}…{value[-4:]}" if len(value) > 8 else value
+    shown = local[0] + "***" + (local[-1] if len(local) > 1 else "")
+    return f"{shown}@{domain}"
+
+
+def describe_request(ticket: Ticket) -> dict:
+    """The requesting browser as a person would recognise it."""
+    browser, os_name = useragent.describe(ticket.user_agent)
+    created = ticket.created_at.replace(tzinfo=UTC)
+    return {"ip": ticket.ip, "browser": browser, "os": os_name, "time": created.isoformat()}

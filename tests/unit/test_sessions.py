@@ -1,0 +1,171 @@
+"""Server-side login sessions: tokens stored as HMACs, rotation, timeouts, ending (invariant 2)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from portal import crypto
+from portal.models import LoginSession, User, utcnow
+from portal.services import accounts, sessions
+from portal.services.client import Client
+from portal.services.errors import Conflict
+from tests.conftest import PASSWORD
+from tests.unit.conftest import run_threads
+
+
+def _row(token: str) -> LoginSession:
+    return LoginSession.get(LoginSession.token_hash == crypto.token_hash(token))
+
+
+def test_start_stores_only_the_hash_and_resolve_finds_it(user, client):
+    token = sessions.start(user, sessions.SECOND_FACTOR, client)
+    assert len(token) >= 40
+    row = _row(token)
+    assert row.token_hash != token and token not in row.token_hash
+    assert (row.stage, row.ip, row.user_agent, row.user_id) == (
+        sessions.SECOND_FACTOR,
+        client.ip,
+        client.user_agent,
+        user.id,
+    )
+    session = sessions.resolve(token)
+    assert session.id == row.id
+    assert session.user.account == user.account
+
+
+def test_absolute_lifetime_comes_from_config(user, client, app):
+    lifetime = timedelta(hours=int(app.config["SESSION_MAX_HOURS"]))
+    before = utcnow()
+    token = sessions.start(user, sessions.FULL, client)
+    after = utcnow()
+    assert before + lifetime <= _row(token).expires_at <= after + lifetime
+
+
+@pytest.mark.parametrize("token", [None, "", "not-a-token", "x" * 129])
+def test_resolve_refuses_unknown_tokens(user, client, token):
+    sessions.start(user, sessions.FULL, client)
+    assert sessions.resolve(token) is None
+
+
+def test_tokens_are_unique(user, client):
+    tokens = {sessions.start(user, sessions.FULL, client) for _ in range(10)}
+    assert len(tokens) == 10
+    assert all(sessions.resolve(t) for t in tokens)
+
+
+def test_start_ends_the_previous_session(user, client):
+    old = sessions.start(user, sessions.FULL, client)
+    new = sessions.start(user, sessions.SECOND_FACTOR, client, previous=sessions.resolve(old))
+    assert sessions.resolve(old) is None
+    assert _row(old).end_reason == "replaced"
+    assert sessions.resolve(new).stage == sessions.SECOND_FACTOR
+
+
+def test_advance_rotates_the_token(user, client):
+    old = sessions.start(user, sessions.SECOND_FACTOR, client)
+    session = sessions.resolve(old)
+    new = sessions.advance(session, sessions.SECOND_FACTOR, sessions.FULL)
+    assert new != old
+    assert sessions.resolve(old) is None
+    resolved = sessions.resolve(new)
+    assert (resolved.id, resolved.stage) == (session.id, sessions.FULL)
+    assert session.stage == sessions.FULL  # the caller's object follows
+
+
+def test_advance_from_the_wrong_stage_is_a_conflict(user, client):
+    token = sessions.start(user, sessions.BINDING, client)
+    with pytest.raises(Conflict) as info:
+        sessions.advance(sessions.resolve(token), sessions.SECOND_FACTOR, sessions.FULL)
+    assert info.value.code == "session_changed"
+    assert sessions.resolve(token).stage == sessions.BINDING
+
+
+def test_advance_twice_with_a_stale_copy_only_one_wins(user, client):
+    token = sessions.start(user, sessions.SECOND_FACTOR, client)
+    first, second = sessions.resolve(token), LoginSession.get_by_id(_row(token).id)
+    sessions.advance(first, sessions.SECOND_FACTOR, sessions.FULL)
+    with pytest.raises(Conflict):
+        sessions.advance(second, sessions.SECOND_FACTOR, sessions.FULL)
+
+
+def test_advance_of_an_ended_session_is_a_conflict(user, client):
+    token = sessions.start(user, sessions.SECOND_FACTOR, client)
+    session = sessions.resolve(token)
+    sessions.end(session, "logout")
+    with pytest.raises(Conflict):
+        sessions.advance(session, sessions.SECOND_FACTOR, sessions.FULL)
+
+
+def test_concurrent_advance_only_one_wins(app, user, client):
+    token = sessions.start(user, sessions.SECOND_FACTOR, client)
+    session_id = _row(token).id
+
+    def advance(_):
+        return sessions.advance(LoginSession.get_by_id(session_id), sessions.SECOND_FACTOR, sessions.FULL)
+
+    results = run_threads(app, 6, advance)
+    winners = [value for kind, value in results if kind == "ok"]
+    losers = [value for kind, value in results if kind == "error"]
+    assert len(winners) == 1, results
+    assert all(isinstance(e, Conflict) for e in losers), losers
+    assert sessions.resolve(winners[0]).stage == sessions.FULL
+    assert sessions.resolve(token) is None
+
+
+def test_idle_session_expires(user, client, app):
+    token = sessions.start(user, sessions.FULL, client)
+    idle = timedelta(minutes=int(app.config["SESSION_IDLE_MINUTES"]))
+    LoginSession.update(last_seen_at=utcnow() - idle - timedelta(seconds=1)).execute()
+    assert sessions.resolve(token) is None
+    assert _row(token).end_reason == "expired"
+    LoginSession.update(last_seen_at=utcnow()).execute()
+    assert sessions.resolve(token) is None, "an expired session stays ended"
+
+
+def test_recent_activity_keeps_the_session(user, client, app):
+    token = sessions.start(user, sessions.FULL, client)
+    idle = timedelta(minutes=int(app.config["SESSION_IDLE_MINUTES"]))
+    almost_idle = utcnow() - idle + timedelta(minutes=1)
+    LoginSession.update(last_seen_at=almost_idle).execute()
+    assert sessions.resolve(token) is not None
+    assert _row(token).last_seen_at > almost_idle, "resolve restarts the idle clock"
+    assert sessions.resolve(token) is not None
+
+
+def test_absolute_lifetime_ends_even_an_active_session(user, client):
+    token = sessions.start(user, sessions.FULL, client)
+    LoginSession.update(expires_at=utcnow() - timedelta(seconds=1), last_seen_at=utcnow()).execute()
+    assert sessions.resolve(token) is None
+    assert _row(token).end_reason == "expired"
+
+
+def test_end_and_end_all(user, client):
+    bob = accounts.create("bob@mail.xamd.edu.cn", PASSWORD)
+    mine = [sessions.start(user, sessions.FULL, client) for _ in range(3)]
+    theirs = sessions.start(bob, sessions.FULL, client)
+    sessions.end(sessions.resolve(mine[0]), "logout")
+    assert sessions.resolve(mine[0]) is None
+    assert _row(mine[0]).end_reason == "logout"
+    assert sessions.end_all(user, "admin") == 2
+    assert all(sessions.resolve(t) is None for t in mine)
+    assert _row(mine[0]).end_reason == "logout", "an ended session keeps its first reason"
+    assert _row(mine[1]).end_reason == "admin"
+    assert sessions.resolve(theirs) is not None
+    assert sessions.end_all(user, "again") == 0
+
+
+def test_disabled_user_has_no_session(user, client):
+    token = sessions.start(user, sessions.FULL, client)
+    User.update(disabled=True).where(User.id == user.id).execute()
+    assert sessions.resolve(token) is None
+    assert _row(token).end_reason == "disabled"
+    User.update(disabled=False).where(User.id == user.id).execute()
+    assert sessions.resolve(token) is None
+
+
+def test_client_fields_are_truncated():
+    client = Client.of("1" * 100, "u" * 1000)
+    assert (len(client.ip), len(client.user_agent)) == (64, 300)
+    assert Client.of(None, None) == Client("", "")

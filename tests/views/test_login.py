@@ -1,0 +1,168 @@
+"""Login: /login (account + password) and /login/verify (second step), trusted devices."""
+
+from __future__ import annotations
+
+import pytest
+
+from portal.models import Factor
+from portal.services import throttle
+from portal.web.guard import TRUST_COOKIE
+from tests.conftest import PASSWORD
+from tests.helpers import text
+from tests.views.support import REDIRECTS, complete_login, location, without_csrf
+
+GENERIC = "账号或密码错误"
+
+
+def test_unknown_account_and_wrong_password_look_the_same(new_browser, user):
+    unknown = new_browser().login("nobody@mail.xamd.edu.cn", "Wrong-horse-1")
+    wrong = new_browser().login(user.account, "Wrong-horse-1")
+    assert unknown.status_code == wrong.status_code == 401
+    for response in (unknown, wrong):
+        assert GENERIC in text(response)
+        assert "不存在" not in text(response)
+    same_shape = [without_csrf(text(r)).replace(a, "ACCOUNT") for r, a in ((unknown, "nobody"), (wrong, "alice"))]
+    assert same_shape[0] == same_shape[1]
+    assert sorted(unknown.headers.keys()) == sorted(wrong.headers.keys())
+    assert not any(c.startswith("portal_sid=") for c in unknown.headers.getlist("Set-Cookie"))
+
+
+def test_login_page_keeps_the_account_but_never_the_password(browser, user):
+    response = browser.login(user.account, "Wrong-horse-1")
+    body = text(response)
+    assert f'value="{user.account}"' in body and "Wrong-horse-1" not in body
+
+
+@pytest.mark.parametrize("typed", [" ALICE@MAIL.XAMD.EDU.CN ", "Alice@Mail.Xamd.Edu.Cn"])
+def test_account_is_normalised(browser, user, typed):
+    response = browser.login(typed, PASSWORD)
+    assert location(response) == "/"
+    assert "欢迎" in text(browser.get("/"))
+
+
+def test_no_factor_user_goes_straight_to_the_welcome_page(browser, user):
+    response = browser.login(user.account, PASSWORD)
+    assert response.status_code in REDIRECTS and location(response) == "/"
+    page = browser.get("/")
+    assert page.status_code == 200
+    assert "欢迎" in text(page) and "进入个人设置" in text(page)
+
+
+def test_missing_fields_are_a_failed_login(browser, user):
+    response = browser.post("/login", {})
+    assert response.status_code == 401 and GENERIC in text(response)
+    response = browser.post("/login", {"account": user.account})
+    assert response.status_code == 401 and GENERIC in text(response)
+
+
+@pytest.mark.app_config(THROTTLE_ACCOUNT_FAILURES=3)
+def test_failures_are_throttled_per_account(browser, new_browser, user):
+    for _ in range(3):
+        response = browser.login(user.account, "Wrong-horse-1")
+        assert response.status_code == 401 and GENERIC in text(response)
+    for password in ("Wrong-horse-1", PASSWORD):  # once locked, not even the right password is checked
+        response = new_browser().login(user.account.upper(), password)
+        assert response.status_code == 429
+        assert "尝试次数过多" in text(response) and "分钟后再试" in text(response)
+    assert throttle.failures("password", user.account) == 3
+
+
+def test_second_step_wrong_code_then_right_code(browser, user, totp_secret, clock):
+    response = browser.login(user.account, PASSWORD)
+    assert location(response) == "/login/verify"
+    page = browser.get("/login/verify")
+    assert page.status_code == 200
+    assert "打开【第三方 OTP】" in text(page) and 'name="code"' in text(page)
+
+    response = browser.post("/login/verify", {"method": "totp", "code": clock.wrong_code(totp_secret)})
+    assert response.status_code == 400
+    assert "验证码错误" in text(response)
+    assert location(browser.get("/")) == "/login/verify"  # still half-open
+
+    response = browser.post("/login/verify", {"method": "totp", "code": clock.next_code(totp_secret)})
+    assert location(response) == "/"
+    assert "欢迎" in text(browser.get("/"))
+
+
+def test_code_with_ascii_spaces_is_accepted(browser, user, totp_secret, clock):
+    browser.login(user.account, PASSWORD)
+    code = clock.next_code(totp_secret)
+    response = browser.post("/login/verify", {"method": "totp", "code": f" {code[:3]} {code[3:]} "})
+    assert location(response) == "/"
+
+
+def test_a_used_code_is_refused(browser, new_browser, user, totp_secret, clock):
+    browser.login(user.account, PASSWORD)
+    code = clock.next_code(totp_secret)
+    assert location(browser.post("/login/verify", {"method": "totp", "code": code})) == "/"
+
+    other = new_browser()
+    other.login(user.account, PASSWORD)
+    response = other.post("/login/verify", {"method": "totp", "code": code})
+    assert response.status_code == 400
+    assert "该验证码已使用" in text(response)
+    assert location(other.get("/")) == "/login/verify"
+
+
+def test_trust_this_device_skips_the_second_step_next_time(browser, user, totp_secret, clock):
+    response = complete_login(browser, user.account, totp_secret, clock, trust=True)
+    cookie = next(c for c in response.headers.getlist("Set-Cookie") if c.startswith(f"{TRUST_COOKIE}="))
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Max-Age=2592000" in cookie
+    assert "Secure" not in cookie  # PUBLIC_URL is http in tests
+
+    browser.post("/logout")
+    assert browser.cookie(TRUST_COOKIE)  # logout keeps the device trusted
+    response = browser.login(user.account, PASSWORD)
+    assert location(response) == "/"
+    assert browser.get("/").status_code == 200
+
+
+def test_without_trust_the_next_login_asks_again(browser, user, totp_secret, clock):
+    response = complete_login(browser, user.account, totp_secret, clock)
+    assert not any(c.startswith(f"{TRUST_COOKIE}=") for c in response.headers.getlist("Set-Cookie"))
+    browser.post("/logout")
+    assert location(browser.login(user.account, PASSWORD)) == "/login/verify"
+
+
+def test_trust_cookie_of_another_user_does_not_help(browser, user, totp_secret, clock):
+    from portal.services import accounts
+
+    complete_login(browser, user.account, totp_secret, clock, trust=True)
+    browser.post("/logout")
+    bob = accounts.create("bob@mail.xamd.edu.cn", PASSWORD)
+    Factor.create(user=bob, method="totp", secret=Factor.get(Factor.user == user).secret)
+    assert location(browser.login(bob.account, PASSWORD)) == "/login/verify"
+
+
+def test_switch_method_lists_only_bound_methods(browser, user, totp_secret):
+    browser.login(user.account, PASSWORD)
+    assert "更换验证方式" not in text(browser.get("/login/verify"))  # one method: nothing to switch to
+
+    Factor.create(user=user, method="email", secret="")
+    page = text(browser.get("/login/verify"))
+    assert "更换验证方式" in page
+    switch = page[page.index("更换验证方式") :]
+    assert "备用邮箱" in switch and "?method=email" in switch
+    for label in ("邮箱安全 App", "微信", "短信"):
+        assert label not in switch
+    assert "打开【备用邮箱】" in text(browser.get("/login/verify?method=email"))
+    assert "打开【第三方 OTP】" in text(browser.get("/login/verify?method=wechat"))  # not bound: ignored
+
+
+def test_second_step_when_the_factor_disappeared(browser, user, totp_secret):
+    """A factor removed meanwhile (e.g. unbound in another browser): a clear message, not a 500."""
+    browser.login(user.account, PASSWORD)
+    Factor.delete().where(Factor.user == user).execute()
+    page = browser.get("/login/verify")
+    assert page.status_code == 200 and "没有可用的验证方式" in text(page)
+    response = browser.post("/login/verify", {"method": "totp", "code": "123456"})
+    assert response.status_code < 500 and "没有可用的验证方式" in text(response)
+    assert location(browser.post("/logout")) == "/login"
+    assert location(browser.login(user.account, PASSWORD)) == "/"
+
+
+def test_logged_in_user_visiting_login_goes_home(browser, user):
+    browser.login(user.account, PASSWORD)
+    assert location(browser.get("/login")) == "/"
+    assert location(browser.get("/login/verify")) == "/"  # nothing left to verify
+    assert location(browser.post("/login/verify", {"method": "totp", "code": "123456"})) == "/"
