@@ -1,0 +1,42 @@
+"""Fixtures for the mini-program API: the WeChat stub over HTTP and a portal that calls it."""
+
+from __future__ import annotations
+
+import pytest
+
+from portal.services import accounts
+from tests.api.support import STUB_APPID, STUB_SECRET, Phone, Stub, serve
+from tests.conftest import PASSWORD, make_config
+from wechat_backend.stub import create_stub_app
+
+
+@pytest.fixture(scope="session")
+def wechat_stub() -> Stub:
+    """The local WeChat API stub, served over HTTP for the whole run."""
+    app = create_stub_app(STUB_APPID, STUB_SECRET)
+    with serve(app) as base:
+        yield Stub(app, base)
+
+
+@pytest.fixture
+def app_config(database_url, wechat_stub) -> dict:
+    """The portal talks to the stub through wechatpy over real HTTP."""
+    return make_config(
+        database_url, WECHAT_APPID=STUB_APPID, WECHAT_SECRET=STUB_SECRET, WECHAT_API_BASE=wechat_stub.base
+    )
+
+
+@pytest.fixture
+def phone(app, wechat_stub) -> Phone:
+    return Phone(app.test_client(), wechat_stub)
+
+
+@pytest.fixture
+def wx_login(phone):
+    """``wx_login(openid)``: wx.login() on the stub, then POST /session; the bearer token."""
+    return phone.login
+
+
+@pytest.fixture
+def bob(ctx):
+    return accounts.create("bob@mail.xamd.edu.cn", PASSWORD, name="Bob")
