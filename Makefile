@@ -19,9 +19,14 @@ static/vendor/htmx.min.js: package.json package-lock.json
 
 setup: $(VENV)/.installed static/vendor/htmx.min.js
 
+# The WeChat API stub (127.0.0.1:8001) runs beside gunicorn and stops with it.
 run: setup
-	PORTAL_ENV=development PORTAL_DEV_SIMULATORS=1 $(VENV)/bin/flask --app wsgi demo
-	PORTAL_ENV=development PORTAL_DEV_SIMULATORS=1 $(VENV)/bin/gunicorn --workers 2 --bind 127.0.0.1:8000 --access-logfile - wsgi:app
+	export PORTAL_ENV=development PORTAL_DEV_SIMULATORS=1; \
+	$(VENV)/bin/flask --app wsgi demo && \
+	{ $(VENV)/bin/flask --app wsgi wechat-stub --port 8001 & stub=$$!; \
+	  trap 'kill $$stub 2>/dev/null' EXIT INT TERM; \
+	  echo "Portal: http://127.0.0.1:8000   mini-program simulator: http://127.0.0.1:8000/dev/miniprogram"; \
+	  $(VENV)/bin/gunicorn --workers 2 --bind 127.0.0.1:8000 --access-logfile - wsgi:app; }
 
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)

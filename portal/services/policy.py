@@ -23,7 +23,7 @@ METHODS: dict[str, Method] = {
     "app": Method("app", "邮箱安全 App", built=False, self_service=True),
     "totp": Method("totp", "第三方 OTP", built=True, self_service=False),
     "email": Method("email", "备用邮箱", built=False, self_service=False),
-    "wechat": Method("wechat", "微信", built=False, self_service=True),
+    "wechat": Method("wechat", "微信", built=True, self_service=True),
     "sms": Method("sms", "短信", built=False, self_service=False),
 }
 

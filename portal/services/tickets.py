@@ -57,10 +57,7 @@ def create(
     """A new ticket for this browser session; earlier open tickets of the same kind are dropped."""
     assert purpose in PURPOSES
     Ticket.delete().where(
-        (Ticket.session == session)
-        & (Ticket.method == method)
-        & (Ticket.purpose == purpose)
-        & Ticket.state.in_(OPEN)
+        (Ticket.session == session) & (Ticket.method == method) & (Ticket.purpose == purpose) & Ticket.state.in_(OPEN)
     ).execute()
     token = crypto.new_token(24)  # 192 bits
     ticket = Ticket.create(

@@ -131,9 +131,7 @@ def _ticket_for(wx_user: WeChatUser, token: str) -> Ticket:
 def _holds_factor(ticket: Ticket, wx_user: WeChatUser) -> bool:
     return (
         Factor.select()
-        .where(
-            (Factor.user == ticket.user_id) & (Factor.method == METHOD) & (Factor.external_id == wx_user.openid)
-        )
+        .where((Factor.user == ticket.user_id) & (Factor.method == METHOD) & (Factor.external_id == wx_user.openid))
         .exists()
     )
 

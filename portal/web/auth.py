@@ -4,11 +4,18 @@ from __future__ import annotations
 
 from flask import Blueprint, g, render_template, request, url_for
 
-from portal.services import factors, login, trust
+from portal.services import factors, login, scans, trust
 from portal.services.errors import DomainError
 from portal.services.policy import METHODS
 from portal.web import guard
 from portal.web.render import redirect_to
+from portal.web.scanning import scan_status
+
+NOTICES = {
+    "denied": "您已在手机上拒绝本次登录。如非本人操作,请及时修改密码。",
+    "expired": "二维码已过期,已为您刷新,请重新扫码。",
+    "consumed": "该二维码已使用,请重新扫码。",
+}
 
 bp = Blueprint("auth", __name__)
 
@@ -49,6 +56,24 @@ def verify_submit():
         step = login.second_step(g.login, method, request.form.get("code"), bool(request.form.get("trust")), g.client)
     except DomainError as exc:
         return _verify_page(method, error=exc.message, status=exc.status)
+    return _logged_in(step)
+
+
+@bp.get("/login/verify/scan/<int(max=2147483647):ticket_id>")
+@guard.second_step
+def verify_scan_poll(ticket_id: int):
+    """Poll the 扫码授权 QR; once the phone approved, this browser is logged in."""
+    progress = scans.progress(g.login, ticket_id, g.client)
+    if progress.state in ("pending", "scanned"):
+        if request.headers.get("HX-Request") == "true":
+            return scan_status(progress.ticket, url_for("auth.verify_scan_poll", ticket_id=ticket_id), progress.state)
+        return _verify_page("wechat")
+    if progress.step is None:
+        return redirect_to(url_for("auth.verify_form", method="wechat", notice=progress.state))
+    return _logged_in(progress.step)
+
+
+def _logged_in(step: login.Step):
     guard.set_session_cookie(step.token)
     if step.trust_token:
         guard.set_trust_cookie(step.trust_token, int(trust.lifetime().total_seconds()))
@@ -63,9 +88,18 @@ def _verify_page(method: str | None = None, error: str | None = None, status: in
     method = method if method in bound else request.args.get("method", "")
     method = method if method in bound else bound[0]
     choices = [METHODS[m] for m in bound]
-    days = int(trust.lifetime().days)
+    new = None
+    if method in scans.SCAN_METHODS and request.args.get("mode") != "code" and request.method == "GET":
+        new = scans.start_login(g.login, g.client)
     return render_template(
-        "auth/verify.html", method=METHODS[method], choices=choices, error=error, trust_days=days
+        "auth/verify.html",
+        method=METHODS[method],
+        choices=choices,
+        error=error or NOTICES.get(request.args.get("notice", "")),
+        trust_days=int(trust.lifetime().days),
+        new=new,
+        poll=url_for("auth.verify_scan_poll", ticket_id=new.ticket.id) if new else None,
+        can_scan=method in scans.SCAN_METHODS,
     ), status
 
 

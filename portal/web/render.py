@@ -25,3 +25,10 @@ def redirect_to(url: str) -> Response:
         response.headers["HX-Redirect"] = url
         return response
     return redirect(url)
+
+
+def retarget(response, target: str) -> Response:
+    """Send an htmx response somewhere else than the requesting element (e.g. the whole dialog)."""
+    response.headers["HX-Retarget"] = target
+    response.headers["HX-Reswap"] = "innerHTML"
+    return response

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, g, request
+from flask import Blueprint, g, request, url_for
 
-from portal.services import factors, login, otp
+from portal.services import factors, login, otp, scans
 from portal.services.errors import DomainError, NotFound
+from portal.services.factors import TotpEnrollment
 from portal.services.policy import METHODS
 from portal.web import guard
-from portal.web.render import page_or_fragment
+from portal.web.render import page_or_fragment, retarget
+from portal.web.scanning import scan_status
 
 bp = Blueprint("security", __name__, url_prefix="/settings/security/2fa")
 TEMPLATE = "security/twofa.html"
@@ -22,14 +24,17 @@ def twofa():
     return _render(block)
 
 
-@bp.get("/totp/bind")
+@bp.get("/<method>/bind")
 @guard.binding_ok
-def bind_totp_form():
+def bind_form(method: str):
     try:
-        enrollment = factors.begin_totp(g.login, g.user)
+        if method == "totp":
+            return _bind_dialog(factors.begin_totp(g.login, g.user))
+        if method in scans.SCAN_METHODS:
+            return _bind_dialog(scans.start_bind(g.login, g.user, g.client))
     except DomainError as exc:
         return _render("dialog", dialog="message", error=exc.message)
-    return _bind_dialog(enrollment)
+    raise NotFound("页面不存在")
 
 
 @bp.post("/totp/bind")
@@ -46,10 +51,34 @@ def bind_totp_submit():
     return _render("dialog", dialog="done", done="绑定成功", forced=bool(new_token), trigger=CHANGED)
 
 
+@bp.get("/scan/<int(max=2147483647):ticket_id>")
+@guard.binding_ok
+def scan_poll(ticket_id: int):
+    """Poll a QR dialog; when the phone has decided, the dialog becomes the result."""
+    progress = scans.progress(g.login, ticket_id, g.client)
+    if progress.state in ("pending", "scanned"):
+        return scan_status(progress.ticket, url_for("security.scan_poll", ticket_id=ticket_id), progress.state)
+    if progress.state != "done":
+        return retarget(_render("dialog", dialog="message", error=_final_message(progress)), "#dialog-slot")
+    if progress.next is not None:
+        return retarget(_bind_dialog(progress.next), "#dialog-slot")
+    if progress.step is not None:
+        guard.set_session_cookie(progress.step.token)
+    dialog = _render("dialog", dialog="done", done=progress.message, forced=progress.step is not None, trigger=CHANGED)
+    return retarget(dialog, "#dialog-slot")
+
+
 @bp.get("/<method>/<action>")
 def verify_form(method: str, action: str):
     _check_target(method, action)
-    return _verify_dialog(method, action, request.args.get("via", method))
+    via = request.args.get("via", method)
+    if via in scans.SCAN_METHODS and request.args.get("mode") != "code":
+        try:
+            new = scans.start_verify(g.login, g.user, via, action, method, g.client)
+        except DomainError as exc:
+            return _verify_dialog(method, action, via, error=exc.message, mode="code")
+        return _verify_dialog(method, action, via, ticket=new)
+    return _verify_dialog(method, action, via)
 
 
 @bp.post("/<method>/<action>")
@@ -61,10 +90,10 @@ def verify_submit(method: str, action: str):
             factors.unbind(g.login, g.user, method, via, request.form.get("code"), g.client)
             return _render("dialog", dialog="done", done="解绑成功", trigger=CHANGED)
         factors.authorize_change(g.login, g.user, method, via, request.form.get("code"), g.client)
-        enrollment = factors.begin_totp(g.login, g.user)
+        next_step = scans.begin_rebind(g.login, g.user, method, g.client)
     except DomainError as exc:
-        return _verify_dialog(method, action, via, error=exc.message)
-    return _bind_dialog(enrollment)
+        return _verify_dialog(method, action, via, error=exc.message, mode="code")
+    return _bind_dialog(next_step)
 
 
 def _row_id(raw: str) -> int:
@@ -77,19 +106,32 @@ def _check_target(method: str, action: str) -> None:
         raise NotFound("页面不存在")
 
 
-def _bind_dialog(enrollment, error: str | None = None):
-    if enrollment is None:
+def _final_message(progress: scans.Progress) -> str:
+    if progress.state == "denied":
+        return progress.message
+    if progress.state == "expired":
+        return "二维码已过期,请关闭后重新操作"
+    return "该二维码已处理"
+
+
+def _bind_dialog(pending, error: str | None = None):
+    """The dialog that binds a new factor: a TOTP secret, or a QR for the phone to confirm."""
+    if pending is None:
         return _render("dialog", dialog="message", error=error or "绑定已过期,请重新开始")
-    return _render(
-        "dialog", dialog="bind_totp", enrollment=enrollment, grouped=otp.grouped(enrollment.secret), error=error
-    )
+    if isinstance(pending, TotpEnrollment):
+        return _render(
+            "dialog", dialog="bind_totp", enrollment=pending, grouped=otp.grouped(pending.secret), error=error
+        )
+    poll = url_for("security.scan_poll", ticket_id=pending.ticket.id)
+    return _render("dialog", dialog="bind_scan", new=pending, poll=poll, rebind=pending.ticket.replaces)
 
 
-def _verify_dialog(method: str, action: str, via: str, error: str | None = None):
+def _verify_dialog(method: str, action: str, via: str, error: str | None = None, ticket=None, mode: str = ""):
     bound = factors.bound_methods(g.user)
     if method not in bound:
         return _render("dialog", dialog="message", error="该验证方式未绑定")
     via = via if via in bound else method
+    poll = url_for("security.scan_poll", ticket_id=ticket.ticket.id) if ticket else None
     return _render(
         "dialog",
         dialog="verify",
@@ -97,6 +139,9 @@ def _verify_dialog(method: str, action: str, via: str, error: str | None = None)
         action=action,
         via=METHODS[via],
         others=[METHODS[m] for m in bound if m != via],
+        can_scan=via in scans.SCAN_METHODS,
+        new=ticket,
+        poll=poll,
         error=error,
     )
 

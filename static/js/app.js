@@ -1,6 +1,7 @@
 // Small progressive enhancements; every page also works without JavaScript.
 (function () {
   "use strict";
+  document.documentElement.classList.add("js");
 
   function openDialogs(root) {
     root.querySelectorAll("dialog[data-dialog]").forEach(function (dialog) {

@@ -26,8 +26,8 @@ PUBLIC = {
     "scan.wechat_ticket",  # a WeChat QR URL opened in a browser: "请使用微信扫一扫"
 }
 DEV_ONLY_BLUEPRINTS = {"simulators"}  # PORTAL_DEV_SIMULATORS, which production refuses: public by design
-SECOND_STEP = {"auth.verify_form", "auth.verify_submit"}
-BINDING = {"security.twofa", "security.bind_totp_form", "security.bind_totp_submit"}
+SECOND_STEP = {"auth.verify_form", "auth.verify_submit", "auth.verify_scan_poll"}
+BINDING = {"security.twofa", "security.bind_form", "security.bind_totp_submit", "security.scan_poll"}
 
 # Plausible values for URL parameters by name; any other parameter gets one by converter.
 PLAUSIBLE = {"method": "totp", "action": "change", "device_id": 1, "filename": "css/app.css"}
