@@ -47,3 +47,13 @@ def init_app(app) -> None:
     def _close(_exc) -> None:
         if not db.is_closed():
             db.close()
+
+
+def lock_rows(query: peewee.ModelSelect) -> None:
+    """Inside a transaction: lock the selected rows until commit.
+
+    PostgreSQL takes row locks (SELECT … FOR UPDATE). SQLite has one writer at a time, and a read
+    before the transaction's first write could make that write fail, so nothing is done there.
+    """
+    if isinstance(db.obj, peewee.PostgresqlDatabase):
+        list(query.for_update())

@@ -146,6 +146,7 @@ def set_disabled(account: str, disabled: bool) -> User:
         User.update(disabled=disabled).where(User.id == user.id).execute()
         if disabled:
             sessions.end_all(user, "disabled")
+            trust.revoke_all(user, "disabled")
         audit.record("user_disabled" if disabled else "user_enabled", user=user)
     return user
 

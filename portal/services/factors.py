@@ -9,7 +9,7 @@ import peewee
 from flask import current_app
 
 from portal import crypto
-from portal.db import db
+from portal.db import db, lock_rows
 from portal.models import Enrollment, Factor, Grant, LoginSession, User, utcnow
 from portal.services import audit, otp, policy, throttle, trust
 from portal.services.client import Client
@@ -150,17 +150,28 @@ def unbind(session: LoginSession, user: User, method: str, via: str, raw_code: s
     remove(user, method, client, via)
 
 
+LAST_FACTOR = "管理员要求启用二次验证,不能解绑唯一的验证方式;如需更换请使用“修改”"
+
+
 def check_removable(user: User, method: str) -> None:
     """A bound factor that policy lets this user unbind."""
     _require_bound(user, method)
     if policy.must_bind(user) and len(bound_methods(user)) == 1:
-        raise NotAllowed("管理员要求启用二次验证,不能解绑唯一的验证方式;如需更换请使用“修改”")
+        raise NotAllowed(LAST_FACTOR)
 
 
 def remove(user: User, method: str, client: Client, via: str) -> None:
-    """Delete a factor after its fresh verification; trusted devices go with it."""
+    """Delete a factor after its fresh verification; trusted devices go with it.
+
+    The delete comes first and the count after it, in one transaction with the account's row
+    locked, so that two parallel unbinds cannot leave a forced user with no factor.
+    """
     with db.atomic():
-        Factor.delete().where((Factor.user == user) & (Factor.method == method)).execute()
+        lock_rows(User.select(User.id).where(User.id == user.id))
+        if not Factor.delete().where((Factor.user == user) & (Factor.method == method)).execute():
+            raise NotFound("该验证方式未绑定")
+        if policy.must_bind(user) and not Factor.select().where(Factor.user == user).exists():
+            raise NotAllowed(LAST_FACTOR)  # rolls the delete back
         Enrollment.delete().where((Enrollment.user == user) & (Enrollment.method == method)).execute()
         trust.revoke_all(user, f"{method} unbound", client)
         audit.record("factor_unbound", user=user, method=method, client=client, detail=f"verified by {via}")

@@ -15,6 +15,8 @@ from datetime import datetime, timedelta
 from flask import current_app
 
 from portal.models import ThrottleCounter, utcnow
+from portal.services import audit
+from portal.services.client import Client
 from portal.services.errors import Throttled
 
 EPOCH = datetime(1970, 1, 1)
@@ -65,6 +67,7 @@ def begin(scope: str, account: str, ip: str, now: datetime | None = None) -> Att
         ThrottleCounter.insert(scope=scoped, key=key, window_start=window, failures=0).on_conflict_ignore().execute()
         if _bump(scoped, key, window, +1, limit=limit) != 1:
             attempt.succeeded()  # release what this attempt already took
+            audit.record("locked_out", account=account, outcome="locked", client=Client(ip=ip), detail=scoped)
             minutes = max(1, (retry_after + 59) // 60)
             raise Throttled(f"尝试次数过多,请 {minutes} 分钟后再试", retry_after=retry_after)
         attempt.slots.append((scoped, key, window))
