@@ -31,6 +31,9 @@ run: setup
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+bench: setup
+	PYTHONPATH=. $(PY) bench/bench_portal.py
+
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .

@@ -11,6 +11,7 @@ from htmx_flask import Htmx
 from werkzeug.exceptions import BadRequest, HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from portal.services import useragent
 from portal.services.errors import DomainError
 from portal.web import auth, devices, guard, home, qr, scan, security, simulators
 
@@ -41,6 +42,7 @@ def init_app(app: Flask) -> None:
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected_error)
     app.jinja_env.filters["localtime"] = localtime
+    app.jinja_env.filters["device"] = lambda ua: " · ".join(useragent.describe(ua or ""))
     app.jinja_env.globals["qr_svg"] = qr.svg
 
 
