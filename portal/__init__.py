@@ -36,10 +36,14 @@ def create_app(config: dict | None = None) -> Flask:
 
     import wechat_backend
     from portal import cli, web
+    from portal.web import app_api  # noqa: F401 -- registered below
 
     web.init_app(app)
-    app.register_blueprint(wechat_backend.blueprint)
-    web.guard.exempt_blueprint(wechat_backend.blueprint.name)
-    web.csrf.exempt(wechat_backend.blueprint)  # bearer-token JSON API: no cookies, no CSRF
+    # JSON APIs authenticate each request themselves (bearer token, device signature): no cookies,
+    # so neither the login guard nor CSRF applies.
+    for api in (wechat_backend.blueprint, web.app_api.bp):
+        app.register_blueprint(api)
+        web.guard.exempt_blueprint(api.name)
+        web.csrf.exempt(api)
     cli.init_app(app)
     return app

@@ -151,7 +151,7 @@ def policy_show() -> None:
 @click.argument("key", type=click.Choice(list(policy.DEFAULTS)))
 @click.argument("value")
 def policy_set(key: str, value: str) -> None:
-    """Set force_2fa (off|all|listed) or enabled_methods (e.g. app,wechat,totp)."""
+    """Set force_2fa (off|all|listed), enabled_methods (e.g. app,wechat,totp) or mail_requires_app_password (on|off)."""
     _run(lambda: policy.set_value(key, value))
     click.echo(f"{key}={_run(lambda: policy.get(key))}")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import secrets
@@ -22,6 +23,9 @@ DEFAULTS: dict[str, object] = {
     "MAIL_SERVERS": "imap=mail.example.edu.cn:993:143,pop3=mail.example.edu.cn:995:110,smtp=mail.example.edu.cn:994:25",
     "MAIL_BACKENDS": "",
     "MAIL_AUTH_SECRET": "",
+    "MAIL_AUTH_ALLOW": "",
+    "MAIL_BACKEND_PASSWORD": "",
+    "APP_DOWNLOAD_URL": "",
     "DEV_SIMULATORS": False,
     "SESSION_IDLE_MINUTES": 30,
     "SESSION_MAX_HOURS": 12,
@@ -119,3 +123,43 @@ def parse_mail_servers(raw: str) -> list[dict[str, str]]:
         host, ssl_port, plain_port = (rest.split(":") + ["", ""])[:3]
         rows.append({"protocol": proto.upper(), "host": host, "ssl": ssl_port, "plain": plain_port})
     return rows
+
+
+MAIL_PROTOCOLS = ("imap", "pop3", "smtp")
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_mail_backends(raw: str) -> dict[str, tuple[str, int]]:
+    """'imap=HOST:PORT,pop3=HOST:PORT,smtp=HOST:PORT' → {protocol: (host, port)}; IPv6 as [::1]:143."""
+    backends: dict[str, tuple[str, int]] = {}
+    for part in filter(None, (p.strip() for p in raw.split(","))):
+        proto, _, address = part.partition("=")
+        host, _, port = address.strip().rpartition(":")
+        host = host.strip().removeprefix("[").removesuffix("]")
+        proto = proto.strip().lower()
+        if proto not in MAIL_PROTOCOLS or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(
+                f"PORTAL_MAIL_BACKENDS: expected imap=HOST:PORT,pop3=HOST:PORT,smtp=HOST:PORT, got {part!r}"
+            )
+        backends[proto] = (host, int(port))
+    return backends
+
+
+def parse_networks(raw: str) -> list[Network]:
+    """'127.0.0.1, 10.0.0.0/8, ::1' → networks (a bare address is a /32 or /128)."""
+    try:
+        return [ipaddress.ip_network(p.strip(), strict=False) for p in raw.split(",") if p.strip()]
+    except ValueError as exc:
+        raise ConfigError(f"PORTAL_MAIL_AUTH_ALLOW: {exc}") from exc
+
+
+def check_mail_auth(config: dict) -> None:
+    """Refuse to start with a malformed mail-server setting rather than fail at a login."""
+    parse_mail_backends(str(config["MAIL_BACKENDS"]))
+    parse_networks(str(config["MAIL_AUTH_ALLOW"]))
+    backend_password = str(config["MAIL_BACKEND_PASSWORD"])
+    # nginx copies Auth-Pass from our response header verbatim: it must be one printable ASCII token.
+    if backend_password and not (backend_password.isascii() and backend_password.isprintable()):
+        raise ConfigError("PORTAL_MAIL_BACKEND_PASSWORD must be printable ASCII")
+    if backend_password != backend_password.strip():
+        raise ConfigError("PORTAL_MAIL_BACKEND_PASSWORD must not start or end with a space")

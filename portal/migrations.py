@@ -29,6 +29,11 @@ def _wechat_schema() -> None:
     _add_missing_columns(models.Factor)
 
 
+def _app_schema() -> None:
+    _create(models.Device, models.DeviceSignature)()
+    _add_missing_columns(models.Ticket)
+
+
 # Append new migrations here; never edit one that has shipped. Tables are created from the
 # current models (safe=True), so later migrations add what older databases lack.
 MIGRATIONS: list[tuple[int, str, Callable[[], None]]] = [
@@ -49,22 +54,30 @@ MIGRATIONS: list[tuple[int, str, Callable[[], None]]] = [
         ),
     ),
     (2, "WeChat users, API tokens, QR tickets, shared cache; factor.external_id", _wechat_schema),
+    (3, "app passwords (客户端专用密码)", _create(models.AppPassword)),
+    (4, "邮箱安全 App devices, used signatures; push fields on tickets", _app_schema),
 ]
 
 
 def current_version() -> int:
     if not SchemaVersion.table_exists():
         return 0
-    latest = SchemaVersion.select().order_by(SchemaVersion.version.desc()).first()
+    latest = SchemaVersion.select().order_by(SchemaVersion.version.desc()).first()  # newest applied
     return latest.version if latest else 0
 
 
+def applied_versions() -> set[int]:
+    if not SchemaVersion.table_exists():
+        return set()
+    return {row.version for row in SchemaVersion.select(SchemaVersion.version)}
+
+
 def upgrade() -> list[str]:
-    """Apply pending migrations; return the names of those applied."""
+    """Apply every migration not yet recorded, in order; return the names of those applied."""
     applied = []
-    for version, name, apply in MIGRATIONS:
+    for version, name, apply in sorted(MIGRATIONS, key=lambda migration: migration[0]):
         with db.atomic():
-            if version <= current_version():
+            if version in applied_versions():
                 continue
             apply()
             SchemaVersion.create(version=version)

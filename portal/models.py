@@ -174,11 +174,37 @@ class Ticket(BaseModel):
     approver = pw.CharField(max_length=128, default="")  # openid / device id that decided
     trust_device = pw.BooleanField(default=False)
     replaces = pw.BooleanField(default=False)  # a bind that is the second half of 修改
+    channel = pw.CharField(max_length=8, default="qr")  # qr: scanned by the phone; push: sent to the App
+    match_number = pw.IntegerField(default=0)  # push: the number the user must pick in the App
+    choices = pw.CharField(max_length=32, default="")  # push: the numbers the App offers
+    deny_reason = pw.CharField(max_length=16, default="")  # not_me | number_mismatch | …
     ip = pw.CharField(max_length=64, default="")
     user_agent = pw.CharField(max_length=300, default="")
     created_at = pw.DateTimeField(default=utcnow)
     expires_at = pw.DateTimeField()
     decided_at = pw.DateTimeField(null=True)
+
+
+class Device(BaseModel):
+    """An enrolled 邮箱安全 App; its Ed25519 key signs every request it makes.
+
+    It acts for its user only while a Factor(method="app") names its device_id.
+    """
+
+    device_id = pw.CharField(max_length=64, unique=True)
+    user = pw.ForeignKeyField(User, on_delete="CASCADE")
+    public_key = pw.CharField(max_length=64)  # base64 of the raw 32-byte Ed25519 key
+    name = pw.CharField(max_length=100, default="")
+    platform = pw.CharField(max_length=100, default="")
+    created_at = pw.DateTimeField(default=utcnow)
+    last_seen_at = pw.DateTimeField(default=utcnow)
+
+
+class DeviceSignature(BaseModel):
+    """Signatures already accepted: a captured request cannot be replayed."""
+
+    signature_hash = pw.CharField(max_length=64, unique=True)
+    created_at = pw.DateTimeField(default=utcnow, index=True)
 
 
 class CacheEntry(BaseModel):
@@ -187,6 +213,25 @@ class CacheEntry(BaseModel):
     key = pw.CharField(max_length=128, primary_key=True)
     value = pw.TextField()
     expires_at = pw.DateTimeField(null=True)
+
+
+class AppPassword(BaseModel):
+    """A 客户端专用密码 for IMAP/POP3/SMTP clients: shown once, stored only as its HMAC."""
+
+    user = pw.ForeignKeyField(User, backref="app_passwords", on_delete="CASCADE")
+    name = pw.CharField(max_length=32)
+    secret_hash = pw.CharField(max_length=64, unique=True)
+    created_at = pw.DateTimeField(default=utcnow)
+    last_used_at = pw.DateTimeField(null=True)
+    last_protocol = pw.CharField(max_length=8, default="")  # imap | pop3 | smtp
+    last_ip = pw.CharField(max_length=64, default="")
+
+    class Meta:
+        indexes = ((("user", "name"), True),)
+
+    @classmethod
+    def of_user(cls, user_id: int) -> list[AppPassword]:
+        return list(cls.select().where(cls.user == user_id).order_by(cls.created_at.desc(), cls.id.desc()))
 
 
 ALL_MODELS = [
@@ -204,4 +249,7 @@ ALL_MODELS = [
     ApiToken,
     Ticket,
     CacheEntry,
+    Device,
+    DeviceSignature,
+    AppPassword,
 ]

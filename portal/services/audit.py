@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from portal.models import AuditEvent, User
+from datetime import timedelta
+
+from portal.models import AuditEvent, User, utcnow
 from portal.services.client import Client
 
 
@@ -35,3 +37,13 @@ def recent(limit: int = 50, account: str | None = None) -> list[AuditEvent]:
     if account:
         query = query.where(AuditEvent.account == account)
     return list(query)
+
+
+def recent_not_me(user: User, days: int = 7) -> int:
+    """How often this user answered "不是本人操作" lately: someone else knows the password."""
+    since = utcnow() - timedelta(days=days)
+    return (
+        AuditEvent.select()
+        .where((AuditEvent.user == user) & (AuditEvent.outcome == "not_me") & (AuditEvent.created_at >= since))
+        .count()
+    )

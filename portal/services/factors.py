@@ -17,7 +17,7 @@ from portal.services.errors import Conflict, Expired, InvalidCode, NotAllowed, N
 
 ENROLLMENT_TTL = timedelta(minutes=10)
 GRANT_TTL = timedelta(minutes=10)
-CODE_METHODS = ("totp", "wechat")  # methods whose 6-digit codes this release verifies
+CODE_METHODS = ("totp", "wechat", "app")  # methods whose 6-digit codes this release verifies
 
 
 @dataclass

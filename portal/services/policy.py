@@ -20,14 +20,16 @@ class Method:
 
 # Rows of 二次验证设置, in the manual's order.
 METHODS: dict[str, Method] = {
-    "app": Method("app", "邮箱安全 App", built=False, self_service=True),
+    "app": Method("app", "邮箱安全 App", built=True, self_service=True),
     "totp": Method("totp", "第三方 OTP", built=True, self_service=False),
     "email": Method("email", "备用邮箱", built=False, self_service=False),
     "wechat": Method("wechat", "微信", built=True, self_service=True),
     "sms": Method("sms", "短信", built=False, self_service=False),
 }
 
-DEFAULTS = {"force_2fa": "off", "enabled_methods": "app,wechat"}
+ON_OFF = ("off", "on")
+# mail_requires_app_password=on: IMAP/POP3/SMTP take only app passwords, also from users with no factor.
+DEFAULTS = {"force_2fa": "off", "enabled_methods": "app,wechat", "mail_requires_app_password": "off"}
 
 
 def get(key: str) -> str:
@@ -43,6 +45,8 @@ def set_value(key: str, value: str) -> None:
         raise InvalidInput(f"force_2fa must be one of {', '.join(FORCE_MODES)}")
     if key == "enabled_methods":
         value = ",".join(parse_methods(value))
+    if key == "mail_requires_app_password" and value not in ON_OFF:
+        raise InvalidInput("mail_requires_app_password must be on or off")
     Setting.insert(key=key, value=value).on_conflict(
         conflict_target=[Setting.key], update={Setting.value: value}
     ).execute()

@@ -7,6 +7,7 @@ whichever worker or host handles the request.
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -37,12 +38,16 @@ class NewTicket:
 
     @property
     def url(self) -> str:
-        return scan_url(self.token)
+        return scan_url(self.token, self.ticket.method, self.ticket.purpose)
 
 
-def scan_url(token: str) -> str:
-    """What the QR code encodes: WeChat opens the mini-program for this ordinary link."""
-    return f"{str(current_app.config['PUBLIC_URL']).rstrip('/')}/wx/t/{token}"
+def scan_url(token: str, method: str = "wechat", purpose: str = "login") -> str:
+    """What the QR encodes: WeChat opens the mini-program for this ordinary link; the App
+    enrolls from /app/enroll/<t> and approves from /app/t/<t>."""
+    base = str(current_app.config["PUBLIC_URL"]).rstrip("/")
+    if method == "app":
+        return f"{base}/app/{'enroll' if purpose == 'bind' else 't'}/{token}"
+    return f"{base}/wx/t/{token}"
 
 
 def create(
@@ -53,12 +58,17 @@ def create(
     client: Client,
     target: str = "",
     replaces: bool = False,
+    channel: str = "qr",
 ) -> NewTicket:
-    """A new ticket for this browser session; earlier open tickets of the same kind are dropped."""
-    assert purpose in PURPOSES
+    """A new ticket for this browser session; earlier open tickets of the same kind are dropped.
+
+    A push (channel "push") carries the number the user must pick in the App among three.
+    """
+    assert purpose in PURPOSES and channel in ("qr", "push")
     Ticket.delete().where(
         (Ticket.session == session) & (Ticket.method == method) & (Ticket.purpose == purpose) & Ticket.state.in_(OPEN)
     ).execute()
+    match_number, choices = _number_match() if channel == "push" else (0, "")
     token = crypto.new_token(24)  # 192 bits
     ticket = Ticket.create(
         token_hash=crypto.token_hash(token),
@@ -68,11 +78,42 @@ def create(
         user=user,
         session=session,
         replaces=replaces,
+        channel=channel,
+        match_number=match_number,
+        choices=choices,
         ip=client.ip,
         user_agent=client.user_agent,
         expires_at=utcnow() + TTL[purpose],
     )
     return NewTicket(ticket, token)
+
+
+def _number_match() -> tuple[int, str]:
+    """The number shown in the browser and the three (shuffled, distinct) offered in the App."""
+    numbers: list[int] = []
+    while len(numbers) < 3:
+        candidate = 10 + secrets.randbelow(90)
+        if candidate not in numbers:
+            numbers.append(candidate)
+    answer = numbers[0]
+    shuffled = sorted(numbers, key=lambda _: secrets.randbelow(1000))
+    return answer, ",".join(str(n) for n in shuffled)
+
+
+def open_pushes(user: User) -> int:
+    """Push challenges of this user still waiting for the App."""
+    return (
+        Ticket.select()
+        .join(LoginSession)
+        .where(
+            (Ticket.user == user)
+            & (Ticket.channel == "push")
+            & Ticket.state.in_(OPEN)
+            & (Ticket.expires_at > utcnow())
+            & LoginSession.ended_at.is_null()  # a browser that logged out waits for nothing
+        )
+        .count()
+    )
 
 
 def by_token(token: str, method: str) -> Ticket:

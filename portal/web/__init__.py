@@ -11,9 +11,10 @@ from htmx_flask import Htmx
 from werkzeug.exceptions import BadRequest, HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from portal import config as config_module
 from portal.services import useragent
 from portal.services.errors import DomainError
-from portal.web import auth, devices, guard, home, qr, scan, security, simulators
+from portal.web import app_passwords, auth, devices, guard, home, mail_auth, qr, scan, security, simulators
 
 csrf = CSRFProtect()
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -32,8 +33,13 @@ def init_app(app: Flask) -> None:
     csrf.init_app(app)
     app.before_request(_refuse_nul_bytes)
     guard.init_app(app)
-    for module in (auth, home, security, devices, scan):
+    for module in (auth, home, security, devices, app_passwords, scan):
         app.register_blueprint(module.bp)
+    # nginx's mail auth_http: no cookies, no session; the caller is checked by the view instead.
+    config_module.check_mail_auth(app.config)
+    app.register_blueprint(mail_auth.bp)
+    guard.exempt_blueprint(mail_auth.bp.name)
+    csrf.exempt(mail_auth.bp)
     if app.config["DEV_SIMULATORS"]:
         app.register_blueprint(simulators.bp)
     app.after_request(_security_headers)

@@ -11,6 +11,7 @@ from portal.web import guard
 from portal.web.render import redirect_to
 from portal.web.scanning import scan_status
 
+PREFERRED = ("app", "wechat", "totp", "email")  # the default second step: the manual's recommended first
 NOTICES = {
     "denied": "您已在手机上拒绝本次登录。如非本人操作,请及时修改密码。",
     "expired": "二维码已过期,已为您刷新,请重新扫码。",
@@ -67,9 +68,12 @@ def verify_scan_poll(ticket_id: int):
     if progress.state in ("pending", "scanned"):
         if request.headers.get("HX-Request") == "true":
             return scan_status(progress.ticket, url_for("auth.verify_scan_poll", ticket_id=ticket_id), progress.state)
-        return _verify_page("wechat")
+        return _verify_page(progress.ticket.method)
     if progress.step is None:
-        return redirect_to(url_for("auth.verify_form", method="wechat", notice=progress.state))
+        ticket = progress.ticket
+        return redirect_to(
+            url_for("auth.verify_form", method=ticket.method, notice=progress.state, reason=ticket.deny_reason)
+        )
     return _logged_in(progress.step)
 
 
@@ -86,21 +90,33 @@ def _verify_page(method: str | None = None, error: str | None = None, status: in
         error = "该账号已没有可用的验证方式,请返回登录页重新登录"
         return render_template("auth/verify.html", method=None, choices=[], error=error, trust_days=0), status
     method = method if method in bound else request.args.get("method", "")
-    method = method if method in bound else bound[0]
+    method = method if method in bound else min(bound, key=PREFERRED.index)
     choices = [METHODS[m] for m in bound]
-    new = None
-    if method in scans.SCAN_METHODS and request.args.get("mode") != "code" and request.method == "GET":
-        new = scans.start_login(g.login, g.client)
+    new, mode = None, request.args.get("mode", "")
+    if method in scans.SCAN_METHODS and mode != "code" and request.method == "GET":
+        channel = "push" if method == "app" and mode != "qr" else "qr"
+        try:
+            new = scans.start_login(g.login, method, g.client, channel)
+        except DomainError as exc:  # too many pushes: the QR and the code still work
+            error = error or exc.message
     return render_template(
         "auth/verify.html",
         method=METHODS[method],
         choices=choices,
-        error=error or NOTICES.get(request.args.get("notice", "")),
+        error=error or _notice(),
         trust_days=int(trust.lifetime().days),
         new=new,
         poll=url_for("auth.verify_scan_poll", ticket_id=new.ticket.id) if new else None,
         can_scan=method in scans.SCAN_METHODS,
     ), status
+
+
+def _notice() -> str | None:
+    """The message a redirect after a denied or expired QR/push carries."""
+    notice = request.args.get("notice", "")
+    if notice == "denied":
+        return scans.DENIED.get(request.args.get("reason", ""), NOTICES["denied"])
+    return NOTICES.get(notice)
 
 
 @bp.post("/logout")

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify, render_template
+from flask import Blueprint, g, jsonify, render_template
 
 from portal.db import db
+from portal.services import audit
 from portal.web import guard
 
 bp = Blueprint("home", __name__)
@@ -12,7 +13,7 @@ bp = Blueprint("home", __name__)
 
 @bp.get("/")
 def welcome():
-    return render_template("home/welcome.html")
+    return render_template("home/welcome.html", not_me=audit.recent_not_me(g.user))
 
 
 @bp.get("/settings")

@@ -31,7 +31,7 @@ def bind_form(method: str):
         if method == "totp":
             return _bind_dialog(factors.begin_totp(g.login, g.user))
         if method in scans.SCAN_METHODS:
-            return _bind_dialog(scans.start_bind(g.login, g.user, g.client))
+            return _bind_dialog(scans.start_bind(g.login, g.user, method, g.client))
     except DomainError as exc:
         return _render("dialog", dialog="message", error=exc.message)
     raise NotFound("页面不存在")
@@ -57,7 +57,10 @@ def scan_poll(ticket_id: int):
     """Poll a QR dialog; when the phone has decided, the dialog becomes the result."""
     progress = scans.progress(g.login, ticket_id, g.client)
     if progress.state in ("pending", "scanned"):
-        return scan_status(progress.ticket, url_for("security.scan_poll", ticket_id=ticket_id), progress.state)
+        poll = url_for("security.scan_poll", ticket_id=ticket_id)
+        if request.headers.get("HX-Request") != "true":  # no JavaScript: the page, still waiting
+            return _render("dialog", dialog="waiting", ticket=progress.ticket, poll=poll, state=progress.state)
+        return scan_status(progress.ticket, poll, progress.state)
     if progress.state != "done":
         return retarget(_render("dialog", dialog="message", error=_final_message(progress)), "#dialog-slot")
     if progress.next is not None:
@@ -71,10 +74,11 @@ def scan_poll(ticket_id: int):
 @bp.get("/<method>/<action>")
 def verify_form(method: str, action: str):
     _check_target(method, action)
-    via = request.args.get("via", method)
-    if via in scans.SCAN_METHODS and request.args.get("mode") != "code":
+    via, mode = request.args.get("via", method), request.args.get("mode", "")
+    if via in scans.SCAN_METHODS and mode != "code":
+        channel = "push" if via == "app" and mode != "qr" else "qr"
         try:
-            new = scans.start_verify(g.login, g.user, via, action, method, g.client)
+            new = scans.start_verify(g.login, g.user, via, action, method, g.client, channel)
         except DomainError as exc:
             return _verify_dialog(method, action, via, error=exc.message, mode="code")
         return _verify_dialog(method, action, via, ticket=new)

@@ -1,4 +1,4 @@
-"""Development simulators (PORTAL_DEV_SIMULATORS only): the mini-program on a laptop."""
+"""Development simulators (PORTAL_DEV_SIMULATORS only): the mini-program and the App on a laptop."""
 
 from __future__ import annotations
 
@@ -15,6 +15,13 @@ bp = Blueprint("simulators", __name__, url_prefix="/dev")
 @guard.public
 def miniprogram():
     return render_template("dev/miniprogram.html", scan=request.args.get("scan", ""))
+
+
+@bp.get("/app")
+@guard.public
+def app():
+    """The 邮箱安全 App on a laptop: keys in the browser (WebCrypto Ed25519), the real device API."""
+    return render_template("dev/app.html", scan=request.args.get("scan", ""))
 
 
 @bp.post("/miniprogram/wx-login")

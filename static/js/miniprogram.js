@@ -9,6 +9,12 @@
   var $ = function (id) { return document.getElementById(id); };
 
   var TITLES = { login: "登录确认", bind: "绑定邮箱", unbind: "解绑确认", rebind: "换绑确认" };
+  var PROMPTS = {
+    login: "该邮箱帐号正在以下浏览器登录,请确认是否本人操作。",
+    bind: "网页请求将该邮箱帐号绑定到当前微信,绑定后可在此扫码登录或查看验证码。",
+    unbind: "网页请求解除该邮箱帐号与当前微信的绑定,请确认是否本人操作。",
+    rebind: "网页请求将该邮箱帐号改绑到其他微信,请确认是否本人操作。"
+  };
   var LABELS = {
     approve_trust: "确认授权并信任此设备",
     approve_once: "临时登录",
@@ -48,7 +54,11 @@
         $("wx-accounts-section").hidden = false;
         $("wx-scan-section").hidden = false;
         refresh();
-        if (root.dataset.scan) { $("scan-url").value = root.dataset.scan; scan(); }
+        if (root.dataset.scan) {  // opened from a QR's 在小程序模拟器中打开 link: scan it once
+          $("scan-url").value = root.dataset.scan;
+          root.dataset.scan = "";
+          scan();
+        }
       })
       .catch(function (error) { $("wx-status").textContent = "登录失败:" + error.message; });
   }
@@ -81,15 +91,25 @@
         copy.textContent = "复制";
         var left = document.createElement("span");
         left.className = "muted";
-        left.textContent = account.remaining + "s";
+        left.dataset.left = "";
         item.append(name, code, copy, left);
         list.appendChild(item);
       });
       var wait = data.accounts.length ? data.accounts[0].remaining : 30;
+      nextCodeAt = Date.now() + Math.max(1, wait) * 1000;
+      tick();
       clearTimeout(timer);
       timer = setTimeout(refresh, Math.max(1, wait) * 1000);
     }).catch(function (error) { $("wx-status").textContent = error.message; });
   }
+
+  // The seconds each code has left, counted down on the phone between refreshes.
+  var nextCodeAt = 0;
+  function tick() {
+    var left = Math.max(0, Math.ceil((nextCodeAt - Date.now()) / 1000)) + "s";
+    document.querySelectorAll("#wx-accounts [data-left]").forEach(function (span) { span.textContent = left; });
+  }
+  setInterval(tick, 1000);
 
   function ticketOf(url) {
     var match = /\/wx\/t\/([^/?#]+)/.exec(url);
@@ -100,9 +120,12 @@
     var ticket = ticketOf($("scan-url").value.trim());
     $("scan-result").textContent = "";
     $("ticket").hidden = true;
+    $("ticket-hints").hidden = true;
     if (!ticket) { $("scan-result").textContent = "不是邮箱安全助手的二维码"; return; }
     call("GET", "/tickets/" + ticket).then(function (data) {
       $("ticket-title").textContent = TITLES[data.purpose] || data.purpose;
+      $("ticket-prompt").textContent = PROMPTS[data.purpose] || "";
+      $("ticket-hints").hidden = data.purpose !== "login";
       var facts = $("ticket-facts");
       facts.replaceChildren();
       [["帐号", data.account], ["IP", data.request.ip], ["浏览器", data.request.browser],
@@ -123,6 +146,7 @@
         choices.appendChild(button);
       });
       $("ticket").hidden = false;
+      $("ticket").scrollIntoView({ block: "nearest" });
     }).catch(function (error) { $("scan-result").textContent = error.message; });
   }
 
@@ -142,4 +166,5 @@
   $("openid").value = localStorage.getItem("wx-openid") || $("openid").value;
   $("wx-login").addEventListener("click", login);
   $("scan-go").addEventListener("click", scan);
+  $("wx-refresh").addEventListener("click", refresh);
 })();

@@ -31,7 +31,7 @@ def login_attempt(user) -> tuple[str, object, NewTicket]:
     """A browser that passed the password step and shows the login QR: cookie, session, ticket."""
     cookie = sessions.start(user, sessions.SECOND_FACTOR, BROWSER)
     session = session_of(cookie)
-    return cookie, session, scans.start_login(session, BROWSER)
+    return cookie, session, scans.start_login(session, "wechat", BROWSER)
 
 
 def wechat_factor(user) -> Factor | None:
@@ -104,7 +104,7 @@ def test_another_sessions_ticket_does_not_exist(ctx, user, phone, owner):
 def test_login_qr_needs_a_bound_wechat(ctx, user):
     cookie = sessions.start(user, sessions.SECOND_FACTOR, BROWSER)
     with pytest.raises(NotAllowed):
-        scans.start_login(session_of(cookie), BROWSER)
+        scans.start_login(session_of(cookie), "wechat", BROWSER)
 
 
 def test_bind_progress(ctx, user, phone, wx_login):

@@ -11,12 +11,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import pytest
-from werkzeug.serving import make_server
+from werkzeug.serving import WSGIRequestHandler, make_server
 
 from portal import create_app, migrations
 from portal.db import db
 from portal.services import accounts, policy
 from tests.conftest import PASSWORD, make_config, skip_or_fail
+from wechat_backend.stub import create_stub_app
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -165,3 +166,87 @@ def new_page(chromium, live_server, problems):
 def page(new_page):
     """The test's browser page (a fresh context)."""
     return new_page()
+
+
+# --- WeChat: the stub of api.weixin.qq.com and a portal with the mini-program simulator ------------
+
+WECHAT_APPID = "wxe2etest0000000001"
+WECHAT_SECRET = "e2e-test-stub-secret"
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_request(self, *args, **kwargs) -> None:  # one access-log line per stub call is noise
+        pass
+
+
+@pytest.fixture(scope="session")
+def wechat_stub_url() -> Iterator[str]:
+    """The local WeChat API stub (wx.login codes, jscode2session) over HTTP on 127.0.0.1."""
+    stub = create_stub_app(WECHAT_APPID, WECHAT_SECRET)
+    server = make_server("127.0.0.1", 0, stub, threaded=True, request_handler=_QuietHandler)
+    thread = threading.Thread(target=server.serve_forever, name="e2e-wechat-stub", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+@pytest.fixture
+def wechat_live_server(tmp_path, wechat_stub_url) -> Iterator[LiveServer]:
+    """Like ``live_server``, with DEV_SIMULATORS (/dev/miniprogram) and WeChat calls going to the stub.
+
+    PUBLIC_URL is the served address, so a QR's ``data-qr-url`` opens on this very server.
+    """
+    config = make_config(
+        f"sqlite:///{tmp_path / 'e2e-wechat.db'}",
+        DEV_SIMULATORS=True,
+        WECHAT_APPID=WECHAT_APPID,
+        WECHAT_SECRET=WECHAT_SECRET,
+        WECHAT_API_BASE=wechat_stub_url,
+    )
+    app = create_app(config)
+    with app.app_context(), db.connection_context():
+        migrations.upgrade()
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    url = f"http://127.0.0.1:{server.server_port}"
+    app.config["PUBLIC_URL"] = url
+    thread = threading.Thread(target=server.serve_forever, name="e2e-wechat-portal", daemon=True)
+    thread.start()
+    try:
+        yield LiveServer(url, app)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+        with app.app_context():
+            db.close()
+
+
+# --- 邮箱安全 App: a portal with the App simulator (/dev/app) ------------------------------------
+
+
+@pytest.fixture
+def app_live_server(tmp_path) -> Iterator[LiveServer]:
+    """Like ``live_server``, with DEV_SIMULATORS (the App simulator at /dev/app).
+
+    PUBLIC_URL is the served address, so a bind or login QR's ``data-qr-url`` points at this server.
+    """
+    app = create_app(make_config(f"sqlite:///{tmp_path / 'e2e-app.db'}", DEV_SIMULATORS=True))
+    with app.app_context(), db.connection_context():
+        migrations.upgrade()
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    url = f"http://127.0.0.1:{server.server_port}"
+    app.config["PUBLIC_URL"] = url
+    thread = threading.Thread(target=server.serve_forever, name="e2e-app-portal", daemon=True)
+    thread.start()
+    try:
+        yield LiveServer(url, app)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+        with app.app_context():
+            db.close()

@@ -247,7 +247,11 @@ def test_user_policy(app, cli, alice):
 def test_policy_show_and_set(app, cli):
     result = cli("policy", "show")
     assert result.exit_code == 0, result.output
-    assert result.output.splitlines() == ["force_2fa=off", "enabled_methods=app,wechat"]
+    assert result.output.splitlines() == [
+        "force_2fa=off",
+        "enabled_methods=app,wechat",
+        "mail_requires_app_password=off",
+    ]
     result = cli("policy", "set", "force_2fa", "all")
     assert (result.exit_code, result.output.strip()) == (0, "force_2fa=all")
     result = cli("policy", "set", "enabled_methods", "app, wechat, totp")
@@ -255,9 +259,13 @@ def test_policy_show_and_set(app, cli):
     assert cli("policy", "set", "force_2fa", "sometimes").exit_code == 1
     assert cli("policy", "set", "enabled_methods", "fax").exit_code == 1
     assert cli("policy", "set", "colour", "blue").exit_code == 2
+    result = cli("policy", "set", "mail_requires_app_password", "on")
+    assert (result.exit_code, result.output.strip()) == (0, "mail_requires_app_password=on")
+    assert cli("policy", "set", "mail_requires_app_password", "yes").exit_code == 1
     with database(app):
         assert policy.get("force_2fa") == "all"
         assert policy.get("enabled_methods") == "app,wechat,totp"
+        assert policy.get("mail_requires_app_password") == "on"
 
 
 def test_demo_is_idempotent(app, cli):

@@ -315,5 +315,6 @@ def test_overview_lists_every_method_in_order(user, totp_secret, totp_offered):
     assert [r.method.key for r in rows] == list(policy.METHODS)
     by_key = {r.method.key: r for r in rows}
     assert by_key["totp"].factor is not None and by_key["totp"].offered
-    assert by_key["app"].factor is None and not by_key["app"].offered  # not built yet
+    assert by_key["app"].factor is None and by_key["app"].offered  # self-service, as the manual says
+    assert by_key["email"].factor is None and not by_key["email"].offered  # not built yet
     assert factors.bound_methods(user) == ["totp"]

@@ -24,6 +24,8 @@ PUBLIC = {
     "home.healthz",
     "static",
     "scan.wechat_ticket",  # a WeChat QR URL opened in a browser: "请使用微信扫一扫"
+    "scan.app_ticket",  # an App QR URL opened in a browser: "请使用邮箱安全 App扫一扫"
+    "scan.app_enroll",
 }
 DEV_ONLY_BLUEPRINTS = {"simulators"}  # PORTAL_DEV_SIMULATORS, which production refuses: public by design
 SECOND_STEP = {"auth.verify_form", "auth.verify_submit", "auth.verify_scan_poll"}

@@ -1,0 +1,248 @@
+"""The 邮箱安全 App's side: enrollment, signed requests, push challenges, QR approval, removal.
+
+Every request after enrollment is signed with the device's Ed25519 key over
+``METHOD\\nPATH\\nTIMESTAMP\\nNONCE\\nSHA256(body)``; timestamps more than 60 s off are refused
+and an accepted signature can never be used again (unique row per signature). The random nonce
+keeps two identical requests in the same second apart.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+
+import peewee
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from portal import crypto
+from portal.db import db
+from portal.models import Device, DeviceSignature, Factor, LoginSession, Ticket, User, utcnow
+from portal.services import audit, factors, otp, sessions, tickets, trust, useragent
+from portal.services.client import Client
+from portal.services.errors import Conflict, Expired, InvalidCredentials, InvalidInput, NotAllowed, NotFound
+
+METHOD = "app"
+CLOCK_SKEW = 60  # seconds a request's timestamp may be off
+NOT_ME = "not_me"
+
+
+@dataclass(frozen=True)
+class SignedRequest:
+    device_id: str
+    timestamp: str
+    nonce: str
+    signature: str
+    method: str
+    path: str
+    body: bytes
+
+
+def signing_input(method: str, path: str, timestamp: str, nonce: str, body: bytes) -> bytes:
+    """What a device signs: the request line, its time, a random nonce and a hash of its body."""
+    return f"{method.upper()}\n{path}\n{timestamp}\n{nonce}\n{hashlib.sha256(body).hexdigest()}".encode()
+
+
+def enroll(ticket_token: str, public_key: str, name: str, platform: str, proof: str) -> dict:
+    """Bind this App to the account of a bind ticket; ``proof`` signs the ticket with the new key."""
+    key = _public_key(public_key)
+    _check_signature(key, proof, f"enroll\n{ticket_token}".encode())
+    name, platform = _label(name, 60), _label(platform, 60)
+    ticket = tickets.by_token(ticket_token, METHOD)
+    if ticket.purpose != "bind":
+        raise InvalidInput("这不是绑定二维码", code="wrong_purpose")
+    if ticket.session.ended_at is not None:
+        raise Conflict("网页已退出登录,请重新操作", code="session_ended")
+    if ticket.session.stage not in (sessions.FULL, sessions.BINDING):  # invariant 7, as for 微信
+        raise NotAllowed("网页登录未完成", code="session_not_full")
+    device_id = "dev_" + secrets.token_urlsafe(12)
+    secret = otp.new_secret()
+    try:
+        with db.atomic():
+            tickets.decide(ticket, device_id, approve=True)
+            if ticket.replaces:
+                if not factors.use_grant(ticket.session, "change:app"):
+                    raise Expired("修改的验证已过期,请在网页上重新操作", code="grant_expired")
+                Factor.delete().where((Factor.user == ticket.user_id) & (Factor.method == METHOD)).execute()
+                trust.revoke_all(ticket.user, "app changed")
+            Device.create(device_id=device_id, user=ticket.user_id, public_key=public_key, name=name, platform=platform)
+            label = f"{name} ({platform})" if platform else name
+            Factor.create(
+                user=ticket.user_id, method=METHOD, label=label, external_id=device_id, secret=crypto.encrypt(secret)
+            )
+    except peewee.IntegrityError as exc:
+        raise Conflict("该帐号已绑定邮箱安全 App", code="already_bound") from exc
+    audit.record(
+        "factor_changed" if ticket.replaces else "factor_bound",
+        user=ticket.user,
+        method=METHOD,
+        detail=f"device {device_id} {name} ({platform})",
+    )
+    return {
+        "device_id": device_id,
+        "account": ticket.user.account,
+        "totp_secret": secret,
+        "period": otp.PERIOD,
+        "digits": otp.DIGITS,
+    }
+
+
+def authenticate(request: SignedRequest) -> Device:
+    """The device that signed this request, refusing stale times, replays and removed devices."""
+    device = Device.get_or_none(Device.device_id == (request.device_id or "")[:64])
+    if device is None or not _is_bound(device):
+        raise InvalidCredentials("设备未绑定或已解绑", code="device_unknown")
+    try:
+        skew = abs(int(request.timestamp) - int(time.time()))
+    except ValueError as exc:
+        raise InvalidCredentials("时间戳无效", code="bad_timestamp") from exc
+    if skew > CLOCK_SKEW:
+        raise InvalidCredentials("设备时间与服务器相差过大,请校准时间", code="stale_request")
+    if not 16 <= len(request.nonce) <= 64:
+        raise InvalidCredentials("缺少随机数", code="bad_nonce")
+    message = signing_input(request.method, request.path, request.timestamp, request.nonce, request.body)
+    _check_signature(_public_key(device.public_key), request.signature, message)
+    # The decoded bytes, not the text: base64 has spare bits, so one signature has several spellings.
+    digest = hashlib.sha256(base64.b64decode(request.signature)).hexdigest()
+    try:
+        with db.atomic():
+            DeviceSignature.create(signature_hash=digest)
+    except peewee.IntegrityError as exc:
+        raise InvalidCredentials("重复的请求", code="replayed_request") from exc
+    Device.update(last_seen_at=utcnow()).where(Device.id == device.id).execute()
+    return device
+
+
+def pending(device: Device) -> list[dict]:
+    """Open push challenges for this device's account, newest first."""
+    rows = (
+        Ticket.select()
+        .join(LoginSession)
+        .where(
+            LoginSession.ended_at.is_null()
+            & (Ticket.user == device.user_id)
+            & (Ticket.method == METHOD)
+            & (Ticket.channel == "push")
+            & Ticket.state.in_(tickets.OPEN)
+            & (Ticket.expires_at > utcnow())
+        )
+        .order_by(Ticket.id.desc())
+    )
+    return [
+        {
+            "id": ticket.id,
+            "purpose": ticket.purpose,
+            "account": ticket.user.account,
+            "request": describe(ticket),
+            "choices": [int(n) for n in ticket.choices.split(",") if n],
+            "expires_in": tickets.expires_in(ticket),
+        }
+        for ticket in rows
+    ]
+
+
+def approve(device: Device, challenge_id: int, number: object) -> dict:
+    """确定授权: the number picked in the App must be the one the browser shows."""
+    ticket = _challenge(device, challenge_id)
+    if not isinstance(number, int) or isinstance(number, bool):  # malformed, not a guess: keep the challenge
+        raise InvalidInput("number 必须是整数", code="invalid_input")
+    if number != ticket.match_number:
+        _deny(ticket, device, "number_mismatch")
+        raise Conflict("数字不匹配,本次请求已取消;请核对网页上显示的数字", code="number_mismatch")
+    tickets.decide(ticket, device.device_id, approve=True)
+    tickets.record(ticket, f"app_{ticket.purpose}_approved", "ok", detail="push")
+    return {"state": ticket.state, "purpose": ticket.purpose}
+
+
+def deny(device: Device, challenge_id: int, reason: str) -> dict:
+    """取消授权 / 不是本人操作."""
+    ticket = _challenge(device, challenge_id)
+    _deny(ticket, device, NOT_ME if reason == NOT_ME else "declined")
+    return {"state": ticket.state, "purpose": ticket.purpose}
+
+
+def approve_scan(device: Device, ticket_token: str, trust_device: bool) -> dict:
+    """The App scanned a QR on the web page (扫二维码): approve that login / unbind / 修改."""
+    ticket = tickets.by_token(ticket_token, METHOD)
+    if ticket.purpose == "bind" or ticket.channel != "qr":
+        raise InvalidInput("该二维码不能用于授权", code="wrong_purpose")
+    _check_owner(ticket, device)
+    tickets.decide(ticket, device.device_id, approve=True, trust_device=trust_device and ticket.purpose == "login")
+    tickets.record(ticket, f"app_{ticket.purpose}_approved", "ok", detail="qr")
+    return {"state": ticket.state, "purpose": ticket.purpose}
+
+
+def remove(device: Device) -> None:
+    """The App removed this account: the App factor goes, like 解绑 (policy permitting)."""
+    user = User.get_by_id(device.user_id)
+    factors.remove(user, METHOD, Client(), via="app")
+    Device.delete().where(Device.id == device.id).execute()
+
+
+def describe(ticket: Ticket) -> dict:
+    browser, system = useragent.describe(ticket.user_agent)
+    return {"ip": ticket.ip, "browser": browser, "os": system, "time": ticket.created_at.isoformat() + "Z"}
+
+
+def prune_signatures() -> int:
+    """Forget signatures older than the accepted clock skew (they are refused as stale anyway)."""
+    cutoff = utcnow() - timedelta(seconds=CLOCK_SKEW * 3)
+    return DeviceSignature.delete().where(DeviceSignature.created_at < cutoff).execute()
+
+
+def _challenge(device: Device, challenge_id: int) -> Ticket:
+    ticket = Ticket.get_or_none((Ticket.id == challenge_id) & (Ticket.method == METHOD) & (Ticket.channel == "push"))
+    if ticket is None or ticket.user_id != device.user_id:
+        raise NotFound("授权请求不存在", code="challenge_not_found")
+    if tickets.state_of(ticket) == tickets.EXPIRED:
+        raise Expired("授权请求已过期", code="challenge_expired")
+    if ticket.session.ended_at is not None:
+        raise Conflict("网页已退出登录,请重新操作", code="session_ended")
+    return ticket
+
+
+def _deny(ticket: Ticket, device: Device, reason: str) -> None:
+    tickets.decide(ticket, device.device_id, approve=False)
+    Ticket.update(deny_reason=reason).where(Ticket.id == ticket.id).execute()
+    outcome = "not_me" if reason == NOT_ME else "denied"
+    tickets.record(ticket, f"app_{ticket.purpose}_denied", outcome, detail=reason)
+
+
+def _check_owner(ticket: Ticket, device: Device) -> None:
+    if ticket.user_id != device.user_id:
+        raise NotAllowed("该帐号未绑定此设备", code="not_bound_to_you")
+    if ticket.session.ended_at is not None:
+        raise Conflict("网页已退出登录,请重新操作", code="session_ended")
+
+
+def _is_bound(device: Device) -> bool:
+    return (
+        Factor.select()
+        .where((Factor.user == device.user_id) & (Factor.method == METHOD) & (Factor.external_id == device.device_id))
+        .exists()
+    )
+
+
+def _public_key(encoded: str) -> Ed25519PublicKey:
+    try:
+        raw = base64.b64decode(encoded, validate=True)
+        return Ed25519PublicKey.from_public_bytes(raw)
+    except (ValueError, TypeError) as exc:
+        raise InvalidInput("公钥无效", code="invalid_key") from exc
+
+
+def _check_signature(key: Ed25519PublicKey, signature: str, message: bytes) -> None:
+    try:
+        key.verify(base64.b64decode(signature or "", validate=True), message)
+    except (InvalidSignature, ValueError, TypeError) as exc:
+        raise InvalidCredentials("签名无效", code="bad_signature") from exc
+
+
+def _label(value: object, limit: int) -> str:
+    if not isinstance(value, str):
+        return ""
+    return "".join(ch for ch in value if ch.isprintable())[:limit].strip()

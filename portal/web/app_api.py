@@ -1,0 +1,82 @@
+"""/api/app/v1: the 邮箱安全 App's device API (JSON; requests signed with the device key)."""
+
+from __future__ import annotations
+
+from flask import Blueprint, g, jsonify, request
+
+from portal.services import app_devices
+from portal.services.errors import DomainError, InvalidInput
+
+bp = Blueprint("app_api", __name__, url_prefix="/api/app/v1")
+SIGNED_HEADERS = ("X-Device-Id", "X-Timestamp", "X-Nonce", "X-Signature")
+
+
+@bp.errorhandler(DomainError)
+def _domain_error(exc: DomainError):
+    return jsonify(error={"code": exc.code, "message": exc.message}), exc.status
+
+
+@bp.before_request
+def _authenticate():
+    """Every route but enrollment needs a valid signature from an enrolled device."""
+    if request.endpoint == "app_api.enroll":
+        return
+    device_id, timestamp, nonce, signature = (request.headers.get(name, "") for name in SIGNED_HEADERS)
+    g.device = app_devices.authenticate(
+        app_devices.SignedRequest(
+            device_id, timestamp, nonce, signature, request.method, request.path, request.get_data(cache=True)
+        )
+    )
+
+
+def _body() -> dict:
+    body = request.get_json(silent=True)
+    if body is None and request.content_length:
+        raise InvalidInput("请求体必须是 JSON 对象", code="invalid_json")
+    if body is not None and not isinstance(body, dict):
+        raise InvalidInput("请求体必须是 JSON 对象", code="invalid_json")
+    return body or {}
+
+
+def _text(body: dict, key: str) -> str:
+    value = body.get(key, "")
+    if not isinstance(value, str):
+        raise InvalidInput(f"{key} 必须是字符串", code="invalid_input")
+    return value
+
+
+@bp.post("/enroll")
+def enroll():
+    ticket, key, name, platform, proof = (
+        _text(_body(), k) for k in ("ticket", "public_key", "name", "platform", "proof")
+    )
+    return jsonify(app_devices.enroll(ticket, key, name, platform, proof))
+
+
+@bp.get("/challenges")
+def challenges():
+    return jsonify(challenges=app_devices.pending(g.device))
+
+
+@bp.post("/challenges/<int(max=2147483647):challenge_id>/approve")
+def approve(challenge_id: int):
+    return jsonify(app_devices.approve(g.device, challenge_id, _body().get("number")))
+
+
+@bp.post("/challenges/<int(max=2147483647):challenge_id>/deny")
+def deny(challenge_id: int):
+    return jsonify(app_devices.deny(g.device, challenge_id, _text(_body(), "reason")))
+
+
+@bp.post("/tickets/<ticket>/approve")
+def approve_ticket(ticket: str):
+    trust_device = _body().get("trust_device", False)
+    if not isinstance(trust_device, bool):
+        raise InvalidInput("trust_device 必须是 true 或 false", code="invalid_input")
+    return jsonify(app_devices.approve_scan(g.device, ticket, trust_device))
+
+
+@bp.delete("/device")
+def remove_device():
+    app_devices.remove(g.device)
+    return jsonify(removed=True)

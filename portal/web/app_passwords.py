@@ -1,0 +1,84 @@
+"""客户端专用密码: generate (shown once), list, delete, 全部清除; dialogs are htmx fragments."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, g, request
+
+from portal.config import parse_mail_servers
+from portal.services import app_passwords
+from portal.services.errors import DomainError
+from portal.web.render import page_or_fragment
+
+bp = Blueprint("app_passwords", __name__, url_prefix="/settings/security/app-passwords")
+TEMPLATE = "security/app_passwords.html"
+CHANGED = "appPasswordsChanged"
+
+
+@bp.get("")
+def index():
+    block = "passwords" if request.headers.get("HX-Target") == "passwords" else "content"
+    return _render(block)
+
+
+@bp.get("/new")
+def new():
+    return _render("dialog", dialog="new")
+
+
+@bp.post("/new")
+def create():
+    name = request.form.get("name", "")
+    try:
+        row, plaintext = app_passwords.create(g.user, name, g.client)
+    except DomainError as exc:
+        return _render("dialog", dialog="new", name=name, error=exc.message)
+    return _render(
+        "dialog",
+        trigger=CHANGED,
+        dialog="created",
+        created=row,
+        plaintext=plaintext,
+        groups=app_passwords.grouped(plaintext),
+        servers=parse_mail_servers(str(current_app.config["MAIL_SERVERS"])),
+    )
+
+
+# Row ids are 32-bit (PostgreSQL serial); a larger number would overflow SQLite's driver: 404 instead.
+@bp.get("/<int(max=2147483647):password_id>/delete")
+def delete_form(password_id: int):
+    try:
+        return _render("dialog", dialog="delete", row=app_passwords.get(g.user, password_id))
+    except DomainError as exc:
+        return _render("dialog", dialog="message", error=exc.message)
+
+
+@bp.post("/<int(max=2147483647):password_id>/delete")
+def delete(password_id: int):
+    try:
+        row = app_passwords.delete(g.user, password_id, g.client)
+    except DomainError as exc:
+        return _render("dialog", dialog="message", error=exc.message)
+    return _render("dialog", trigger=CHANGED, dialog="done", done=f"已删除专用密码“{row.name}”")
+
+
+@bp.get("/clear")
+def clear_form():
+    return _render("dialog", dialog="clear")
+
+
+@bp.post("/clear")
+def clear():
+    count = app_passwords.clear(g.user, g.client)
+    return _render("dialog", trigger=CHANGED, dialog="done", done=f"已清除 {count} 个专用密码")
+
+
+def _render(block: str, trigger: str | None = None, **context):
+    return page_or_fragment(
+        TEMPLATE,
+        block,
+        trigger=trigger,
+        rows=app_passwords.listing(g.user),
+        required=app_passwords.required(g.user),
+        cap=app_passwords.CAP,
+        **context,
+    )

@@ -1,0 +1,139 @@
+"""The Dovecot checkpassword program, run as Dovecot runs it: a process reading fd 3, then exec'ing the reply."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from portal.models import AppPassword
+from portal.services import app_passwords
+from tests.conftest import PASSWORD
+
+ROOT = Path(__file__).resolve().parents[2]
+WRAPPER = ROOT / "bin" / "portal-checkpassword"
+# Stands in for Dovecot's checkpassword-reply: prints what it was handed and exits 0.
+REPLY = [
+    sys.executable,
+    "-c",
+    "import json, os; print(json.dumps({k: os.environ.get(k) for k in ('USER', 'AUTHORIZED')}))",
+]
+
+
+def run(app_config, data: bytes, *, env=None, program=None, reply=REPLY, cwd: Path = ROOT):
+    """Run the checkpassword program with ``data`` on fd 3; returns the finished process."""
+    read_end, write_end = os.pipe()
+    os.write(write_end, data)
+    os.close(write_end)
+    settings = {f"PORTAL_{key}": str(value) for key, value in app_config.items() if not isinstance(value, bool)}
+    environment = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "SERVICE": "imap", "TCPREMOTEIP": "192.0.2.44"}
+    environment |= settings | (env or {})
+    program = program or [sys.executable, "-m", "portal.checkpassword"]
+    return _spawn(program + reply, read_end, environment, cwd)
+
+
+def _spawn(argv: list[str], read_end: int, environment: dict, cwd: Path):
+    """Start ``argv`` with fd 3 = ``read_end`` (as Dovecot arranges it), wait for it, close our end."""
+    moved = "" if read_end == 3 else f"3<&{read_end} {read_end}<&-"
+    command = ["bash", "-c", f'exec "$@" {moved}', "bash", *argv]  # dash takes single-digit fds only
+    try:
+        return subprocess.run(command, pass_fds=(read_end,), env=environment, cwd=cwd, capture_output=True, timeout=60)
+    finally:
+        os.close(read_end)
+
+
+def request(account: str, password: str) -> bytes:
+    return account.encode() + b"\0" + password.encode() + b"\0" + b"\0"
+
+
+def replied(process) -> dict:
+    assert process.returncode == 0, process.stderr.decode()
+    return json.loads(process.stdout)
+
+
+@pytest.fixture
+def app_password(user, client) -> tuple[AppPassword, str]:
+    return app_passwords.create(user, "Thunderbird", client)
+
+
+def test_app_password_of_a_2fa_user_execs_the_reply_with_user(app_config, user, totp_secret, app_password):
+    row, plaintext = app_password
+    process = run(app_config, request(user.account.upper(), plaintext), env={"SERVICE": "submission"})
+    assert replied(process) == {"USER": user.account, "AUTHORIZED": None}
+    row = AppPassword.get_by_id(row.id)
+    assert (row.last_protocol, row.last_ip) == ("smtp", "192.0.2.44")
+
+
+def test_main_password_of_a_2fa_user_is_refused(app_config, user, totp_secret):
+    process = run(app_config, request(user.account, PASSWORD))
+    assert process.returncode == 1 and process.stdout == b""
+
+
+def test_main_password_without_a_factor_works(app_config, user):
+    assert replied(run(app_config, request(user.account, PASSWORD), env={"SERVICE": "pop3"}))["USER"] == user.account
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        request("alice@mail.xamd.edu.cn", "wrong password!"),
+        request("nobody@mail.xamd.edu.cn", PASSWORD),
+        b"alice@mail.xamd.edu.cn\0\xff\xfe\0\0",
+        b"",
+    ],
+    ids=["wrong", "unknown", "not-utf8", "empty"],
+)
+def test_refusals_exit_1(app_config, user, data):
+    assert run(app_config, data).returncode == 1
+
+
+def test_deleted_app_password_stops_working_at_once(app_config, user, totp_secret, app_password, client):
+    row, plaintext = app_password
+    assert run(app_config, request(user.account, plaintext)).returncode == 0
+    app_passwords.delete(user, row.id, client)
+    assert run(app_config, request(user.account, plaintext)).returncode == 1
+
+
+def test_userdb_lookup_is_acknowledged_with_authorized_2(app_config, user):
+    process = run(app_config, request(user.account, ""), env={"AUTHORIZED": "1"})
+    assert replied(process) == {"USER": user.account, "AUTHORIZED": "2"}
+    unknown = run(app_config, request("ghost@mail.xamd.edu.cn", ""), env={"AUTHORIZED": "1"})
+    assert unknown.returncode == 3
+
+
+@pytest.mark.parametrize("env", [{"MASTER_USER": "admin"}, {"AUTHORIZED": "1", "CREDENTIALS_LOOKUP": "1"}])
+def test_master_and_credentials_lookups_are_refused(app_config, user, env):
+    assert run(app_config, request(user.account, PASSWORD), env=env).returncode == 1
+
+
+def test_database_down_is_a_temporary_failure(app_config, user):
+    down = dict(app_config, DATABASE_URL="postgresql://portal@127.0.0.1:9/nothing-listens-here")
+    process = run(down, request(user.account, PASSWORD))
+    assert process.returncode == 111 and b"internal error" in process.stderr
+
+
+def test_without_reply_program_it_is_a_usage_error(app_config, user):
+    assert run(app_config, request(user.account, PASSWORD), reply=[]).returncode == 2
+
+
+def test_settings_from_an_env_file(app_config, user, tmp_path):
+    settings = {key: value for key, value in app_config.items() if not isinstance(value, bool)}
+    env_file = tmp_path / "checkpassword.env"
+    env_file.write_text("# written by the operator\n" + "".join(f"PORTAL_{k}='{v}'\n" for k, v in settings.items()))
+    read_end, write_end = os.pipe()
+    os.write(write_end, request(user.account, PASSWORD))
+    os.close(write_end)
+    environment = {"PATH": os.environ["PATH"], "SERVICE": "imap", "PORTAL_ENV_FILE": str(env_file)}
+    process = _spawn([sys.executable, "-m", "portal.checkpassword", *REPLY], read_end, environment, ROOT)
+    assert replied(process)["USER"] == user.account
+
+
+def test_the_bin_wrapper_runs_from_any_directory(app_config, user, app_password, tmp_path):
+    _, plaintext = app_password
+    assert os.access(WRAPPER, os.X_OK)
+    process = run(app_config, request(user.account, plaintext), program=[str(WRAPPER)], cwd=tmp_path)
+    assert replied(process)["USER"] == user.account
