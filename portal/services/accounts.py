@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import peewee
 
 from portal.db import db
-from portal.models import Enrollment, Factor, User, utcnow
+from portal.models import AppPassword, Enrollment, Factor, User, utcnow
 from portal.services import audit, passwords, sessions, throttle, trust
 from portal.services.client import Client
 from portal.services.errors import Conflict, InvalidInput, NotFound
@@ -107,7 +107,7 @@ def import_csv(text: str) -> list[User]:
 
 
 def set_password(account: str, password: str, client: Client | None = None) -> User:
-    """Change the password; ends sessions and revokes trusted devices."""
+    """Change the password; ends sessions, trusted devices and app passwords (a possible compromise)."""
     user = get(account)
     with db.atomic():
         User.update(password_hash=passwords.hash_password(password), password_changed_at=utcnow()).where(
@@ -115,7 +115,8 @@ def set_password(account: str, password: str, client: Client | None = None) -> U
         ).execute()
         sessions.end_all(user, "password_changed")
         trust.revoke_all(user, "password_changed", client)
-        audit.record("password_changed", user=user, client=client)
+        revoked = AppPassword.delete().where(AppPassword.user == user).execute()
+        audit.record("password_changed", user=user, client=client, detail=f"{revoked} app password(s) revoked")
     return user
 
 

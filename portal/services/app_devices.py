@@ -113,6 +113,8 @@ def authenticate(request: SignedRequest) -> Device:
             DeviceSignature.create(signature_hash=digest)
     except peewee.IntegrityError as exc:
         raise InvalidCredentials("重复的请求", code="replayed_request") from exc
+    if secrets.randbelow(100) == 0:  # now and then, forget signatures too old to be accepted anyway
+        prune_signatures()
     Device.update(last_seen_at=utcnow()).where(Device.id == device.id).execute()
     return device
 

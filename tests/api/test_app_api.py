@@ -854,3 +854,10 @@ def test_password_is_not_a_device_credential(ctx, app, user, device):
         CHALLENGES, headers={"Authorization": f"Basic {b64(f'{user.account}:{PASSWORD}'.encode())}"}
     )
     refused(response, 401, "device_unknown")
+
+
+def test_old_signatures_are_pruned_and_recent_ones_kept(ctx):
+    DeviceSignature.create(signature_hash="old" * 10, created_at=utcnow() - timedelta(minutes=10))
+    DeviceSignature.create(signature_hash="new" * 10)
+    assert app_devices.prune_signatures() == 1
+    assert [row.signature_hash for row in DeviceSignature.select()] == ["new" * 10]

@@ -369,3 +369,11 @@ def test_parallel_logins_record_one_use(app, user, client):
     results = run_threads(app, 6, lambda i: mail_login(user.account, plaintext).ok)
     assert results == [("ok", True)] * 6
     assert len(events("mail_login", outcome="ok")) == 1
+
+
+def test_a_password_change_revokes_every_app_password(user, client):
+    _, plaintext = make(user, client)
+    assert mail_login(user.account, plaintext).ok
+    accounts.set_password(user.account, "Another-password-7")
+    assert AppPassword.select().where(AppPassword.user == user).count() == 0
+    assert not mail_login(user.account, plaintext).ok
