@@ -6,28 +6,14 @@ from flask import Blueprint, jsonify, request
 
 from portal.models import utcnow
 from portal.services import wechat
-from portal.services.errors import DomainError, InvalidInput
+from portal.services.errors import InvalidInput
+from portal.web import json_api
 from wechat_backend import client
 
 blueprint = Blueprint("wx_api", __name__, url_prefix="/api/wx/v1")
 
 
-def error_response(code: str, message: str, status: int):
-    return jsonify(error={"code": code, "message": message}), status
-
-
-@blueprint.errorhandler(DomainError)
-def _domain_error(exc: DomainError):
-    return error_response(exc.code, exc.message, exc.status)
-
-
-def _body() -> dict:
-    body = request.get_json(silent=True)
-    if body is None and request.content_length:
-        raise InvalidInput("请求体必须是 JSON", code="invalid_json")
-    if body is not None and not isinstance(body, dict):
-        raise InvalidInput("请求体必须是 JSON 对象", code="invalid_json")
-    return body or {}
+json_api.use_envelope(blueprint)
 
 
 def _user():
@@ -38,7 +24,7 @@ def _user():
 
 @blueprint.post("/session")
 def create_session():
-    code = _body().get("code")
+    code = json_api.body().get("code")
     if not isinstance(code, str):
         raise InvalidInput("缺少 code", code="invalid_code")
     session = client.code_to_session(code)
@@ -64,9 +50,7 @@ def confirm_ticket(ticket: str):
 @blueprint.post("/tickets/<ticket>/approve")
 def approve_ticket(ticket: str):
     user = _user()  # authenticate first: without a token the answer is 401, whatever the body
-    trust_device = _body().get("trust_device", False)
-    if not isinstance(trust_device, bool):
-        raise InvalidInput("trust_device 必须是 true 或 false", code="invalid_input")
+    trust_device = json_api.flag(json_api.body(), "trust_device")
     return jsonify(wechat.approve(user, ticket, trust_device))
 
 

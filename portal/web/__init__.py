@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC
 from zoneinfo import ZoneInfo
 
-from flask import Flask, current_app, jsonify, make_response, render_template, request
+from flask import Flask, current_app, make_response, render_template, request
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from htmx_flask import Htmx
 from werkzeug.exceptions import BadRequest, HTTPException
@@ -14,7 +14,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from portal import config as config_module
 from portal.services import useragent
 from portal.services.errors import DomainError
-from portal.web import app_passwords, auth, devices, guard, home, mail_auth, qr, scan, security, simulators
+from portal.web import app_passwords, auth, devices, guard, home, json_api, mail_auth, qr, scan, security, simulators
 
 csrf = CSRFProtect()
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -82,7 +82,7 @@ def _security_headers(response):
 def _error_page(message: str, status: int, code: str = "error"):
     """An error as a page, or (for htmx) as a notice swapped into the page's #flash area."""
     if request.path.startswith("/api/"):
-        return jsonify(error={"code": code, "message": message}), status
+        return json_api.envelope(code, message, status)
     if request.headers.get("HX-Request") == "true":
         response = make_response(render_template("_flash.html", message=message), 200)
         response.headers["HX-Retarget"] = "#flash"

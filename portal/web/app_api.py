@@ -5,15 +5,14 @@ from __future__ import annotations
 from flask import Blueprint, g, jsonify, request
 
 from portal.services import app_devices
-from portal.services.errors import DomainError, InvalidInput
+from portal.services.errors import InvalidInput
+from portal.web import json_api
 
 bp = Blueprint("app_api", __name__, url_prefix="/api/app/v1")
 SIGNED_HEADERS = ("X-Device-Id", "X-Timestamp", "X-Nonce", "X-Signature")
 
 
-@bp.errorhandler(DomainError)
-def _domain_error(exc: DomainError):
-    return jsonify(error={"code": exc.code, "message": exc.message}), exc.status
+json_api.use_envelope(bp)
 
 
 @bp.before_request
@@ -29,15 +28,6 @@ def _authenticate():
     )
 
 
-def _body() -> dict:
-    body = request.get_json(silent=True)
-    if body is None and request.content_length:
-        raise InvalidInput("请求体必须是 JSON 对象", code="invalid_json")
-    if body is not None and not isinstance(body, dict):
-        raise InvalidInput("请求体必须是 JSON 对象", code="invalid_json")
-    return body or {}
-
-
 def _text(body: dict, key: str) -> str:
     value = body.get(key, "")
     if not isinstance(value, str):
@@ -48,7 +38,7 @@ def _text(body: dict, key: str) -> str:
 @bp.post("/enroll")
 def enroll():
     ticket, key, name, platform, proof = (
-        _text(_body(), k) for k in ("ticket", "public_key", "name", "platform", "proof")
+        _text(json_api.body(), k) for k in ("ticket", "public_key", "name", "platform", "proof")
     )
     return jsonify(app_devices.enroll(ticket, key, name, platform, proof))
 
@@ -60,19 +50,17 @@ def challenges():
 
 @bp.post("/challenges/<int(max=2147483647):challenge_id>/approve")
 def approve(challenge_id: int):
-    return jsonify(app_devices.approve(g.device, challenge_id, _body().get("number")))
+    return jsonify(app_devices.approve(g.device, challenge_id, json_api.body().get("number")))
 
 
 @bp.post("/challenges/<int(max=2147483647):challenge_id>/deny")
 def deny(challenge_id: int):
-    return jsonify(app_devices.deny(g.device, challenge_id, _text(_body(), "reason")))
+    return jsonify(app_devices.deny(g.device, challenge_id, _text(json_api.body(), "reason")))
 
 
 @bp.post("/tickets/<ticket>/approve")
 def approve_ticket(ticket: str):
-    trust_device = _body().get("trust_device", False)
-    if not isinstance(trust_device, bool):
-        raise InvalidInput("trust_device 必须是 true 或 false", code="invalid_input")
+    trust_device = json_api.flag(json_api.body(), "trust_device")
     return jsonify(app_devices.approve_scan(g.device, ticket, trust_device))
 
 
