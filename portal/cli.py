@@ -10,7 +10,7 @@ from flask.cli import AppGroup
 
 from portal import migrations
 from portal.db import db
-from portal.services import accounts, demo, policy
+from portal.services import accounts, audit, demo, policy
 from portal.services.errors import DomainError
 
 user_cli = AppGroup("user", help="Manage mail accounts.")
@@ -23,6 +23,7 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(user_cli)
     app.cli.add_command(policy_cli)
     app.cli.add_command(wechat_stub)
+    app.cli.add_command(audit_command)
 
 
 def _run(action):
@@ -169,3 +170,16 @@ def wechat_stub(host: str, port: int) -> None:
     stub = create_stub_app(str(config["WECHAT_APPID"]), str(config["WECHAT_SECRET"]))
     click.echo(f"WeChat API stub on http://{host}:{port}/ (appid {config['WECHAT_APPID']})")
     run_simple(host, port, stub, threaded=True)
+
+
+@click.command("audit")
+@click.option("--account", help="only this account")
+@click.option("--outcome", help="only this outcome, e.g. fail, locked, not_me (不是本人操作)")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10_000))
+def audit_command(account: str | None, outcome: str | None, limit: int) -> None:
+    """Show the newest audit events (time UTC, account, event, method, outcome, IP, detail)."""
+    for event in _run(lambda: audit.recent(limit, account=account, outcome=outcome)):
+        click.echo(
+            f"{event.created_at:%Y-%m-%d %H:%M:%S}\t{event.account or '-'}\t{event.event}\t"
+            f"{event.method or '-'}\t{event.outcome}\t{event.ip or '-'}\t{event.detail}"
+        )

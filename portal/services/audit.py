@@ -32,10 +32,13 @@ def record(
     )
 
 
-def recent(limit: int = 50, account: str | None = None) -> list[AuditEvent]:
+def recent(limit: int = 50, account: str | None = None, outcome: str | None = None) -> list[AuditEvent]:
+    """The newest events, optionally of one account and/or one outcome (e.g. not_me, fail)."""
     query = AuditEvent.select().order_by(AuditEvent.id.desc()).limit(limit)
     if account:
-        query = query.where(AuditEvent.account == account)
+        query = query.where(AuditEvent.account == account.strip().lower())
+    if outcome:
+        query = query.where(AuditEvent.outcome == outcome)
     return list(query)
 
 

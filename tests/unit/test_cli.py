@@ -295,3 +295,17 @@ def test_demo_keeps_existing_accounts(app, cli):
     assert cli("demo").exit_code == 0
     with database(app):
         assert passwords.verify(User.by_account("zhangsan@mail.xamd.edu.cn").password_hash, "Own-password-1")
+
+
+def test_audit_lists_not_me_denials_for_admins(app, cli):
+    from portal.db import db
+    from portal.services import audit
+
+    with app.app_context(), db.connection_context():
+        audit.record("app_login_denied", account="victim@mail.xamd.edu.cn", method="app", outcome="not_me")
+        audit.record("login_password", account="other@mail.xamd.edu.cn", outcome="fail")
+    result = cli("audit", "--outcome", "not_me")
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert len(lines) == 1 and "victim@mail.xamd.edu.cn" in lines[0] and "app_login_denied" in lines[0]
+    assert "other@" in cli("audit", "--account", "OTHER@mail.xamd.edu.cn").output
