@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
 from datetime import timedelta
 
 import pytest
 
 from portal.models import Factor, Ticket, TrustedDevice, utcnow
-from portal.services import policy, scans, sessions, trust
+from portal.services import scans, sessions, trust
 from portal.services.errors import NotAllowed, NotFound
 from portal.services.tickets import NewTicket
 from tests.api.support import BROWSER, browser_session, fresh, new_ticket, session_of
@@ -19,12 +18,6 @@ def owner(ctx, user, phone, wx_login):
     token = wx_login("o-owner")
     phone.bind(token, user)
     return token
-
-
-@pytest.fixture
-def wechat_offered(monkeypatch):
-    """微信 as a bindable method (policy still lists it as not built in this release)."""
-    monkeypatch.setitem(policy.METHODS, "wechat", dataclasses.replace(policy.METHODS["wechat"], built=True))
 
 
 def login_attempt(user) -> tuple[str, object, NewTicket]:
@@ -153,7 +146,7 @@ def test_unbind_denied_keeps_the_factor(ctx, user, phone, owner):
     assert wechat_factor(user).external_id == "o-owner"
 
 
-def test_rebind_from_scan_to_new_wechat(ctx, user, phone, owner, wx_login, wechat_offered):
+def test_rebind_from_scan_to_new_wechat(ctx, user, phone, owner, wx_login):
     session = browser_session(user)
     verify = scans.start_verify(session, user, "wechat", "rebind", "wechat", BROWSER)
     assert phone.confirm(owner, verify.token).status_code == 200
