@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import re
+import threading
+from collections.abc import Callable
 
 import pyotp
+from flask import Flask
+
+from portal.db import db
 
 CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
 
@@ -66,3 +71,29 @@ def code_for(secret: str, offset_steps: int = 0) -> str:
     import time
 
     return totp.at(time.time() + 30 * offset_steps)
+
+
+def run_threads(app: Flask, count: int, work: Callable[[int], object]) -> list[tuple[str, object]]:
+    """Run ``work(i)`` in ``count`` threads, each with its own app context and connection.
+
+    The threads are released together; returns ("ok", result) or ("error", exception) per thread.
+    """
+    barrier = threading.Barrier(count)
+    results: list[tuple[str, object] | None] = [None] * count
+
+    def runner(index: int) -> None:
+        try:
+            with app.app_context(), db.connection_context():
+                barrier.wait(timeout=30)
+                results[index] = ("ok", work(index))
+        except Exception as exc:  # noqa: BLE001 - reported to the test
+            results[index] = ("error", exc)
+
+    threads = [threading.Thread(target=runner, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not any(t.is_alive() for t in threads), "a worker thread hung"
+    assert all(r is not None for r in results)
+    return results  # type: ignore[return-value]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -13,11 +13,11 @@ from flask import Flask
 from werkzeug.serving import WSGIRequestHandler, make_server
 
 from portal import crypto
-from portal.db import db
 from portal.models import Factor, LoginSession, Ticket, User
 from portal.services import sessions, tickets
 from portal.services.client import Client
 from portal.services.tickets import NewTicket
+from tests.helpers import run_threads  # noqa: F401 -- shared with the unit tests
 
 API = "/api/wx/v1"
 STUB_APPID = "wxapitest000000001"
@@ -148,29 +148,3 @@ def new_ticket(
 
 def fresh(ticket: Ticket) -> Ticket:
     return Ticket.get_by_id(ticket.id)
-
-
-def run_threads(app: Flask, count: int, work: Callable[[int], object]) -> list[tuple[str, object]]:
-    """Run ``work(i)`` in ``count`` threads, each with its own app context and connection.
-
-    The threads are released together; returns ("ok", result) or ("error", exception) per thread.
-    """
-    barrier = threading.Barrier(count)
-    results: list[tuple[str, object] | None] = [None] * count
-
-    def runner(index: int) -> None:
-        try:
-            with app.app_context(), db.connection_context():
-                barrier.wait(timeout=30)
-                results[index] = ("ok", work(index))
-        except Exception as exc:  # noqa: BLE001 - reported to the test
-            results[index] = ("error", exc)
-
-    threads = [threading.Thread(target=runner, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert not any(t.is_alive() for t in threads), "a worker thread hung"
-    assert all(r is not None for r in results)
-    return results  # type: ignore[return-value]

@@ -8,7 +8,9 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 from werkzeug.serving import WSGIRequestHandler, make_server
@@ -65,23 +67,34 @@ class LiveServer:
         return account
 
 
-@pytest.fixture
-def live_server(tmp_path) -> Iterator[LiveServer]:
-    """A fresh portal on SQLite, served threaded on 127.0.0.1 at an ephemeral port."""
-    app = create_app(make_config(f"sqlite:///{tmp_path / 'e2e.db'}"))
+@contextmanager
+def serve_portal(database: Path, **overrides) -> Iterator[LiveServer]:
+    """A fresh portal on SQLite, served threaded on 127.0.0.1 at an ephemeral port.
+
+    PUBLIC_URL is the served address, so a QR's ``data-qr-url`` opens on this very server.
+    """
+    app = create_app(make_config(f"sqlite:///{database}", **overrides))
     with app.app_context(), db.connection_context():
         migrations.upgrade()
     server = make_server("127.0.0.1", 0, app, threaded=True)
+    url = f"http://127.0.0.1:{server.server_port}"
+    app.config["PUBLIC_URL"] = url
     thread = threading.Thread(target=server.serve_forever, name="e2e-portal", daemon=True)
     thread.start()
     try:
-        yield LiveServer(f"http://127.0.0.1:{server.server_port}", app)
+        yield LiveServer(url, app)
     finally:
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
         with app.app_context():
             db.close()
+
+
+@pytest.fixture
+def live_server(tmp_path) -> Iterator[LiveServer]:
+    with serve_portal(tmp_path / "e2e.db") as server:
+        yield server
 
 
 @pytest.fixture(scope="session")
@@ -196,33 +209,15 @@ def wechat_stub_url() -> Iterator[str]:
 
 @pytest.fixture
 def wechat_live_server(tmp_path, wechat_stub_url) -> Iterator[LiveServer]:
-    """Like ``live_server``, with DEV_SIMULATORS (/dev/miniprogram) and WeChat calls going to the stub.
-
-    PUBLIC_URL is the served address, so a QR's ``data-qr-url`` opens on this very server.
-    """
-    config = make_config(
-        f"sqlite:///{tmp_path / 'e2e-wechat.db'}",
+    """Like ``live_server``, with DEV_SIMULATORS (/dev/miniprogram) and WeChat calls going to the stub."""
+    with serve_portal(
+        tmp_path / "e2e-wechat.db",
         DEV_SIMULATORS=True,
         WECHAT_APPID=WECHAT_APPID,
         WECHAT_SECRET=WECHAT_SECRET,
         WECHAT_API_BASE=wechat_stub_url,
-    )
-    app = create_app(config)
-    with app.app_context(), db.connection_context():
-        migrations.upgrade()
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    url = f"http://127.0.0.1:{server.server_port}"
-    app.config["PUBLIC_URL"] = url
-    thread = threading.Thread(target=server.serve_forever, name="e2e-wechat-portal", daemon=True)
-    thread.start()
-    try:
-        yield LiveServer(url, app)
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
-        with app.app_context():
-            db.close()
+    ) as server:
+        yield server
 
 
 # --- 邮箱安全 App: a portal with the App simulator (/dev/app) ------------------------------------
@@ -230,23 +225,6 @@ def wechat_live_server(tmp_path, wechat_stub_url) -> Iterator[LiveServer]:
 
 @pytest.fixture
 def app_live_server(tmp_path) -> Iterator[LiveServer]:
-    """Like ``live_server``, with DEV_SIMULATORS (the App simulator at /dev/app).
-
-    PUBLIC_URL is the served address, so a bind or login QR's ``data-qr-url`` points at this server.
-    """
-    app = create_app(make_config(f"sqlite:///{tmp_path / 'e2e-app.db'}", DEV_SIMULATORS=True))
-    with app.app_context(), db.connection_context():
-        migrations.upgrade()
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    url = f"http://127.0.0.1:{server.server_port}"
-    app.config["PUBLIC_URL"] = url
-    thread = threading.Thread(target=server.serve_forever, name="e2e-app-portal", daemon=True)
-    thread.start()
-    try:
-        yield LiveServer(url, app)
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
-        with app.app_context():
-            db.close()
+    """Like ``live_server``, with DEV_SIMULATORS (the App simulator at /dev/app)."""
+    with serve_portal(tmp_path / "e2e-app.db", DEV_SIMULATORS=True) as server:
+        yield server

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
 
-from portal.db import db
 from portal.models import LoginSession
 from portal.services import otp, sessions
 from portal.services.client import Client
+from tests.helpers import run_threads  # noqa: F401 -- the unit tests import it from here
 
 # A fixed instant in the middle of a 30-second step, so that codes never straddle a step boundary.
 FROZEN_TIME = 1_750_000_005.0
@@ -76,29 +74,3 @@ def full_session(ctx, user, client) -> LoginSession:
     session = sessions.resolve(token)
     assert session is not None
     return session
-
-
-def run_threads(app, count: int, work: Callable[[int], object]) -> list[tuple[str, object]]:
-    """Run ``work(i)`` in ``count`` threads, each with its own connection, released together.
-
-    Returns ("ok", result) or ("error", exception) per thread, in thread order.
-    """
-    barrier = threading.Barrier(count)
-    results: list[tuple[str, object] | None] = [None] * count
-
-    def runner(index: int) -> None:
-        try:
-            with app.app_context(), db.connection_context():
-                barrier.wait(timeout=30)
-                results[index] = ("ok", work(index))
-        except Exception as exc:  # reported to the test
-            results[index] = ("error", exc)
-
-    threads = [threading.Thread(target=runner, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert not any(t.is_alive() for t in threads), "a worker thread hung"
-    assert all(r is not None for r in results)
-    return results  # type: ignore[return-value]
