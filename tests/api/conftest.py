@@ -5,17 +5,8 @@ from __future__ import annotations
 import pytest
 
 from portal.services import accounts
-from tests.api.support import STUB_APPID, STUB_SECRET, Phone, Stub, serve
+from tests.api.support import STUB_APPID, STUB_SECRET, Phone, wechat_stub  # noqa: F401 -- a fixture
 from tests.conftest import PASSWORD, make_config
-from wechat_backend.stub import create_stub_app
-
-
-@pytest.fixture(scope="session")
-def wechat_stub() -> Stub:
-    """The local WeChat API stub, served over HTTP for the whole run."""
-    app = create_stub_app(STUB_APPID, STUB_SECRET)
-    with serve(app) as base:
-        yield Stub(app, base)
 
 
 @pytest.fixture

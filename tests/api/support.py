@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+import pytest
 import requests
 from flask import Flask
 from werkzeug.serving import WSGIRequestHandler, make_server
@@ -18,6 +19,7 @@ from portal.services import sessions, tickets
 from portal.services.client import Client
 from portal.services.tickets import NewTicket
 from tests.helpers import run_threads  # noqa: F401 -- shared with the unit tests
+from wechat_backend.stub import create_stub_app
 
 API = "/api/wx/v1"
 STUB_APPID = "wxapitest000000001"
@@ -148,3 +150,11 @@ def new_ticket(
 
 def fresh(ticket: Ticket) -> Ticket:
     return Ticket.get_by_id(ticket.id)
+
+
+@pytest.fixture(scope="session")
+def wechat_stub() -> Stub:
+    """The local WeChat API stub, served over HTTP for the whole run."""
+    app = create_stub_app(STUB_APPID, STUB_SECRET)
+    with serve(app) as base:
+        yield Stub(app, base)

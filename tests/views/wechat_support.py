@@ -16,11 +16,10 @@ import pytest
 
 from portal import crypto
 from portal.models import Factor, Ticket, utcnow
-from tests.api.support import STUB_APPID, STUB_SECRET, Phone, Stub, serve
+from tests.api.support import STUB_APPID, STUB_SECRET, Phone, wechat_stub  # noqa: F401 -- a fixture
 from tests.conftest import PASSWORD
 from tests.helpers import Browser, text
 from tests.views.support import PAGE, location
-from wechat_backend.stub import create_stub_app
 
 __all__ = ["app_config", "phone", "wechat_stub"]
 
@@ -29,14 +28,6 @@ VERIFY = "/login/verify"
 WX_BIND = f"{PAGE}/wechat/bind"
 QR_URL_RE = re.compile(r'data-qr-url="([^"]+)"')
 STATUS_RE = re.compile(r'<p class="scan-status" id="scan-status-(\d+)"[^>]*>', re.S)
-
-
-@pytest.fixture(scope="session")
-def wechat_stub() -> Stub:
-    """The local WeChat API stub, served over HTTP for the whole run."""
-    app = create_stub_app(STUB_APPID, STUB_SECRET)
-    with serve(app) as base:
-        yield Stub(app, base)
 
 
 @pytest.fixture
