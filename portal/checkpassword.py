@@ -79,6 +79,8 @@ def _authenticate(account: str, password: str) -> str | None:
     service = os.environ.get("SERVICE", "").lower()
     protocol = SERVICES.get(service, service)
     login = _in_app(lambda: app_passwords.authenticate(account, password, protocol, _remote_ip()))
+    if not login.ok:  # Dovecot writes this to its log next to "Login failed (status=1)"
+        print(f"portal-checkpassword: {protocol} login of {account!r} refused: {login.reason}", file=sys.stderr)
     return login.user.account if login.ok else None
 
 

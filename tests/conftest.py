@@ -6,12 +6,14 @@ import os
 
 import pyotp
 import pytest
+from argon2 import PasswordHasher
+from argon2.exceptions import VerificationError
 from peewee import PostgresqlDatabase
 
 from portal import create_app, crypto, migrations
 from portal.db import db
 from portal.models import ALL_MODELS, Factor
-from portal.services import accounts
+from portal.services import accounts, passwords
 from tests.helpers import Browser
 
 PASSWORD = "Correct-horse-9"
@@ -86,6 +88,17 @@ def totp_secret(ctx, user) -> str:
     secret = pyotp.random_base32()
     Factor.create(user=user, method="totp", secret=crypto.encrypt(secret))
     return secret
+
+
+@pytest.fixture
+def hashing_fails(monkeypatch) -> None:
+    """argon2 cannot get its memory (what a capped address space, e.g. Dovecot's auth process, causes)."""
+
+    class OutOfMemory(PasswordHasher):
+        def verify(self, *_args):
+            raise VerificationError("Memory allocation error")
+
+    monkeypatch.setattr(passwords, "_hasher", OutOfMemory())
 
 
 @pytest.fixture

@@ -137,14 +137,16 @@ def authenticate(account: str, password: str, protocol: str, ip: str) -> MailLog
         attempt = throttle.begin("mail", account, client.ip)
     except Throttled as exc:
         return MailLogin(False, None, "throttled", THROTTLED, retry_after=exc.retry_after)
-    user = User.by_account(account)
-    reason, app_password = _check(user, password)
-    if reason != "ok":
-        audit.record(
-            "mail_login", user=user, account=account, method=protocol, outcome="fail", client=client, detail=reason
-        )
-        return MailLogin(False, user, reason, APP_PASSWORD_REQUIRED if reason == "app_password_required" else INVALID)
-    attempt.succeeded()
+    with attempt:
+        user = User.by_account(account)
+        reason, app_password = _check(user, password)
+        if reason != "ok":
+            audit.record(
+                "mail_login", user=user, account=account, method=protocol, outcome="fail", client=client, detail=reason
+            )
+            message = APP_PASSWORD_REQUIRED if reason == "app_password_required" else INVALID
+            return MailLogin(False, user, reason, message)
+        attempt.succeeded()
     if app_password is None:
         audit.record("mail_login", user=user, method=protocol, client=client, detail="main password")
     elif _record_use(app_password, protocol, client.ip):  # audited when first seen from here, not per login

@@ -56,3 +56,10 @@ class Conflict(DomainError):
 class Expired(DomainError):
     code = "expired"
     status = 410
+
+
+class Unavailable(DomainError):
+    """The server cannot finish the operation right now (not the user's fault); nothing was changed."""
+
+    code = "unavailable"
+    status = 503

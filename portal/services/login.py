@@ -22,12 +22,12 @@ def password_step(
 ) -> Step:
     """Check account + password; open a session at the stage the account needs next."""
     account = accounts.normalize(account)[:254]
-    attempt = throttle.begin("password", account, client.ip)
-    user = User.by_account(account)
-    if not passwords.verify(user.password_hash if user else None, password) or user.disabled:
-        audit.record("login_password", user=user, account=account, outcome="fail", client=client)
-        raise InvalidCredentials("账号或密码错误")
-    attempt.succeeded()
+    with throttle.begin("password", account, client.ip) as attempt:
+        user = User.by_account(account)
+        if not passwords.verify(user.password_hash if user else None, password) or user.disabled:
+            audit.record("login_password", user=user, account=account, outcome="fail", client=client)
+            raise InvalidCredentials("账号或密码错误")
+        attempt.succeeded()
     if passwords.needs_rehash(user.password_hash):
         User.update(password_hash=passwords.hash_password(password)).where(User.id == user.id).execute()
     stage = _stage_after_password(user, trust_token)

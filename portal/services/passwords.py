@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
+from functools import cache
 
-from portal.services.errors import InvalidInput
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+from portal.services.errors import InvalidInput, Unavailable
 
 _hasher = PasswordHasher()  # argon2id with the library's current recommended parameters
-# Verified against when an account does not exist, so that its response takes as long.
-_DUMMY_HASH = _hasher.hash("no such account: constant-time filler")
 
 MIN_LENGTH = 8
 
@@ -27,11 +27,28 @@ def check_strength(password: str) -> None:
 
 
 def verify(stored_hash: str | None, password: str) -> bool:
-    """True if ``password`` matches; with no hash, burn the same time and say no."""
+    """True if ``password`` matches; with no hash, burn the same time and say no.
+
+    A hash that cannot be computed (argon2 needs 64 MiB and four threads; a process whose address
+    space is capped, such as Dovecot's auth service, may not get them) is the server's failure, not a
+    wrong password: it raises Unavailable, so that nobody is told their right password is wrong.
+    """
     try:
-        return _hasher.verify(stored_hash or _DUMMY_HASH, password) and stored_hash is not None
-    except (VerificationError, InvalidHashError):
+        return _hasher.verify(stored_hash or _dummy_hash(), password) and stored_hash is not None
+    except (VerifyMismatchError, InvalidHashError):
         return False
+    except VerificationError as exc:
+        raise Unavailable("系统繁忙,密码暂时无法校验,请稍后再试") from exc
+
+
+@cache
+def _dummy_hash() -> str:
+    """Verified against when an account does not exist, so that its response takes as long.
+
+    Made on first use, not at import: the checkpassword program starts per login and mostly checks
+    accounts that exist.
+    """
+    return _hasher.hash("no such account: constant-time filler")
 
 
 def needs_rehash(stored_hash: str) -> bool:

@@ -9,6 +9,7 @@ cannot be used as an oracle nor extended: it ends with its window.
 
 from __future__ import annotations
 
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -17,14 +18,18 @@ from flask import current_app
 from portal.models import ThrottleCounter, utcnow
 from portal.services import audit
 from portal.services.client import Client
-from portal.services.errors import Throttled
+from portal.services.errors import DomainError, Throttled
 
 EPOCH = datetime(1970, 1, 1)
 
 
 @dataclass
 class Attempt:
-    """Slots reserved for one attempt; ``succeeded`` hands them back."""
+    """Slots reserved for one attempt; ``succeeded`` hands them back.
+
+    Used as a context manager, it also hands them back when the server fails during the attempt
+    (an error of status 5xx or an unexpected exception): that is no failure of the person trying.
+    """
 
     slots: list[tuple[str, str, datetime]] = field(default_factory=list)
 
@@ -32,6 +37,14 @@ class Attempt:
         for scope, key, window in self.slots:
             _bump(scope, key, window, -1)
         self.slots.clear()
+
+    def __enter__(self) -> Attempt:
+        return self
+
+    def __exit__(self, kind, exc, traceback) -> None:
+        if exc is not None and (not isinstance(exc, DomainError) or exc.status >= 500):
+            with suppress(Exception):  # the database may be what failed; the original error matters
+                self.succeeded()
 
 
 def _bump(scope: str, key: str, window: datetime, delta: int, limit: int | None = None) -> int:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from portal.models import AppPassword
+from portal.models import AppPassword, User
 from portal.services import app_passwords
 from tests.conftest import PASSWORD
 
@@ -22,10 +23,12 @@ REPLY = [
     "-c",
     "import json, os; print(json.dumps({k: os.environ.get(k) for k in ('USER', 'AUTHORIZED')}))",
 ]
+# Dovecot 2.3 caps its auth process's address space (default_vsz_limit), and so this program's.
+DOVECOT_VSZ_LIMIT = 256 * 1024 * 1024
 
 
-def run(app_config, data: bytes, *, env=None, program=None, reply=REPLY, cwd: Path = ROOT):
-    """Run the checkpassword program with ``data`` on fd 3; returns the finished process."""
+def run(app_config, data: bytes, *, env=None, program=None, reply=REPLY, cwd: Path = ROOT, address_space=None):
+    """Run the checkpassword program with ``data`` on fd 3 (address space capped at ``address_space`` bytes)."""
     read_end, write_end = os.pipe()
     os.write(write_end, data)
     os.close(write_end)
@@ -33,15 +36,18 @@ def run(app_config, data: bytes, *, env=None, program=None, reply=REPLY, cwd: Pa
     environment = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "SERVICE": "imap", "TCPREMOTEIP": "192.0.2.44"}
     environment |= settings | (env or {})
     program = program or [sys.executable, "-m", "portal.checkpassword"]
-    return _spawn(program + reply, read_end, environment, cwd)
+    return _spawn(program + reply, read_end, environment, cwd, address_space)
 
 
-def _spawn(argv: list[str], read_end: int, environment: dict, cwd: Path):
+def _spawn(argv: list[str], read_end: int, environment: dict, cwd: Path, address_space: int | None = None):
     """Start ``argv`` with fd 3 = ``read_end`` (as Dovecot arranges it), wait for it, close our end."""
     moved = "" if read_end == 3 else f"3<&{read_end} {read_end}<&-"
     command = ["bash", "-c", f'exec "$@" {moved}', "bash", *argv]  # dash takes single-digit fds only
+    cap = (lambda: resource.setrlimit(resource.RLIMIT_AS, (address_space, address_space))) if address_space else None
     try:
-        return subprocess.run(command, pass_fds=(read_end,), env=environment, cwd=cwd, capture_output=True, timeout=60)
+        return subprocess.run(
+            command, pass_fds=(read_end,), env=environment, cwd=cwd, capture_output=True, timeout=60, preexec_fn=cap
+        )
     finally:
         os.close(read_end)
 
@@ -114,6 +120,24 @@ def test_database_down_is_a_temporary_failure(app_config, user):
     down = dict(app_config, DATABASE_URL="postgresql://portal@127.0.0.1:9/nothing-listens-here")
     process = run(down, request(user.account, PASSWORD))
     assert process.returncode == 111 and b"internal error" in process.stderr
+
+
+def test_it_fits_in_the_address_space_dovecot_gives_it(app_config, user, totp_secret, app_password):
+    # argon2 needs 64 MiB and four threads on top of the app; a failed allocation used to be reported
+    # as a wrong password, now and then, to a user who had typed the right one.
+    _, plaintext = app_password
+    for account, password in [(user.account, plaintext), ("nobody@mail.xamd.edu.cn", PASSWORD)] * 2:
+        process = run(app_config, request(account, password), address_space=DOVECOT_VSZ_LIMIT)
+        assert process.returncode == (0 if password == plaintext else 1), process.stderr.decode()
+
+
+def test_a_password_hash_it_cannot_compute_is_a_temporary_failure(app_config, user):
+    # A stored hash asking argon2 for 1 GiB cannot be checked under Dovecot's cap: "try again", never "wrong".
+    salt_and_digest = "c29tZXNhbHRzb21lc2FsdA$" + "A" * 43
+    User.update(password_hash=f"$argon2id$v=19$m=1048576,t=1,p=1${salt_and_digest}").where(User.id == user.id).execute()
+    process = run(app_config, request(user.account, PASSWORD), address_space=DOVECOT_VSZ_LIMIT)
+    assert process.returncode == 111, process.stderr.decode()
+    assert b"Memory allocation error" in process.stderr
 
 
 def test_without_reply_program_it_is_a_usage_error(app_config, user):

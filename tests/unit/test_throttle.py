@@ -11,7 +11,7 @@ from portal import config as config_module
 from portal.models import ThrottleCounter
 from portal.services import accounts, factors, login, passwords, throttle
 from portal.services.client import Client
-from portal.services.errors import InvalidCode, InvalidCredentials, Throttled
+from portal.services.errors import InvalidCode, InvalidCredentials, Throttled, Unavailable
 from tests.conftest import PASSWORD
 from tests.unit.conftest import run_threads, wrong_code
 
@@ -201,3 +201,16 @@ def test_parallel_guesses_never_exceed_the_limit(app, user, totp_secret, clock, 
     assert outcomes.count("InvalidCode") == 10
     assert outcomes.count("Throttled") == threads * rounds - 10
     assert throttle.failures("otp", user.account) == 10
+
+
+def test_attempt_as_context_keeps_the_slot_of_a_refusal(ctx, client):
+    with pytest.raises(InvalidCredentials), throttle.begin("password", "alice@mail.xamd.edu.cn", client.ip, now=NOON):
+        raise InvalidCredentials("账号或密码错误")
+    assert throttle.failures("password", "alice@mail.xamd.edu.cn", now=NOON) == 1
+
+
+@pytest.mark.parametrize("failure", [RuntimeError("database gone"), Unavailable("系统繁忙")], ids=["crash", "503"])
+def test_attempt_as_context_gives_the_slot_back_when_the_server_fails(ctx, client, failure):
+    with pytest.raises(type(failure)), throttle.begin("password", "alice@mail.xamd.edu.cn", client.ip, now=NOON):
+        raise failure
+    assert throttle.failures("password", "alice@mail.xamd.edu.cn", now=NOON) == 0

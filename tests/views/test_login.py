@@ -27,6 +27,14 @@ def test_unknown_account_and_wrong_password_look_the_same(new_browser, user):
     assert not any(c.startswith("portal_sid=") for c in unknown.headers.getlist("Set-Cookie"))
 
 
+def test_a_password_the_server_cannot_check_is_not_called_wrong(browser, user, hashing_fails):
+    response = browser.login(user.account, PASSWORD)
+    assert response.status_code == 503
+    assert "稍后再试" in text(response) and GENERIC not in text(response)
+    assert f'value="{user.account}"' in text(response)  # the form is back, ready for another try
+    assert not any(c.startswith("portal_sid=") for c in response.headers.getlist("Set-Cookie"))
+
+
 def test_login_page_keeps_the_account_but_never_the_password(browser, user):
     response = browser.login(user.account, "Wrong-horse-1")
     body = text(response)

@@ -199,6 +199,12 @@ def test_database_failure_is_a_temporary_failure(app, user, monkeypatch):
     assert response.headers["Auth-Wait"] == "3"
 
 
+def test_a_password_the_server_cannot_check_is_a_temporary_failure(app, user, hashing_fails):
+    response = ask(app, user.account, PASSWORD, "imap")
+    assert response.status_code == 503 and response.headers["Auth-Status"].startswith("Temporary")
+    assert "Auth-Server" not in response.headers
+
+
 @pytest.mark.parametrize(
     ("user_header", "pass_header"),
     [
