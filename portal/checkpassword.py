@@ -14,6 +14,7 @@ set them in a wrapper script, with ``import_environment``, or in a file named by
 
 from __future__ import annotations
 
+import ctypes
 import os
 import sys
 import traceback
@@ -22,10 +23,12 @@ FAILED, USAGE, UNKNOWN_USER, TEMPORARY = 1, 2, 3, 111
 MAX_INPUT = 512  # the interface's limit for the whole request
 # Dovecot's service names → the protocols of the portal's rule; submission is SMTP AUTH too.
 SERVICES = {"imap": "imap", "pop3": "pop3", "smtp": "smtp", "submission": "smtp"}
+M_ARENA_MAX = -8  # glibc's mallopt() parameter (malloc.h)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Check one login; on success this process becomes the reply program (never returns)."""
+    _one_malloc_arena()
     reply = list(sys.argv[1:] if argv is None else argv)
     if not reply:
         print("usage: portal-checkpassword REPLY-PROGRAM [ARGS...]  (credentials on fd 3)", file=sys.stderr)
@@ -58,6 +61,19 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         print(f"portal-checkpassword: cannot run {reply[0]}: {exc}", file=sys.stderr)
     return TEMPORARY
+
+
+def _one_malloc_arena() -> None:
+    """Keep within Dovecot's address-space cap for its auth process (default_vsz_limit, 256M).
+
+    argon2 checks a password with four threads, and glibc gives each thread that allocates its own
+    arena, reserving 64 MiB of address space apiece: under the cap the next thread's stack may not
+    fit ("Threading failure"). One arena serves one login well and halves the peak.
+    """
+    try:
+        ctypes.CDLL(None).mallopt(M_ARENA_MAX, 1)
+    except (OSError, AttributeError):  # not glibc: nothing to tune
+        pass
 
 
 def _read_request(fd: int) -> bytes:
