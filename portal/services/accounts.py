@@ -13,7 +13,7 @@ from portal.db import db
 from portal.models import AppPassword, Enrollment, Factor, User, utcnow
 from portal.services import audit, passwords, sessions, throttle, trust
 from portal.services.client import Client
-from portal.services.errors import Conflict, InvalidInput, NotFound
+from portal.services.errors import Conflict, InvalidInput, NotAllowed, NotFound
 
 ACCOUNT_RE = re.compile(r"^[a-z0-9._%+-]{1,64}@[a-z0-9-]+(\.[a-z0-9-]+)+$", re.ASCII)
 CSV_COLUMNS = ("account", "name", "password", "admin")
@@ -120,36 +120,48 @@ def set_password(account: str, password: str, client: Client | None = None) -> U
     return user
 
 
-def reset_2fa(account: str, reason: str) -> int:
+def reset_2fa(account: str, reason: str, by: User | None = None, client: Client | None = None) -> int:
     """Admin support: remove all second factors (lost phone); the user binds again."""
     if not reason.strip():
-        raise InvalidInput("a reason is required")
+        raise InvalidInput("请填写重置原因")
     user = get(account)
     with db.atomic():
         removed = Factor.delete().where(Factor.user == user).execute()
         Enrollment.delete().where(Enrollment.user == user).execute()
         sessions.end_all(user, "2fa_reset")
-        trust.revoke_all(user, "2fa_reset")
-        audit.record("2fa_reset", user=user, detail=f"{removed} factor(s); reason: {reason}")
+        trust.revoke_all(user, "2fa_reset", client)
+        detail = _detail(f"{removed} factor(s)", f"reason: {reason}", _by(by))
+        audit.record("2fa_reset", user=user, client=client, detail=detail)
     return removed
 
 
-def unlock(account: str) -> int:
+def unlock(account: str, by: User | None = None, client: Client | None = None) -> int:
     user = get(account)
     cleared = throttle.unlock(user.account)
-    audit.record("user_unlocked", user=user, detail=f"{cleared} counter(s)")
+    audit.record("user_unlocked", user=user, client=client, detail=_detail(f"{cleared} counter(s)", _by(by)))
     return cleared
 
 
-def set_disabled(account: str, disabled: bool) -> User:
+def set_disabled(account: str, disabled: bool, by: User | None = None, client: Client | None = None) -> User:
     user = get(account)
+    if by is not None and by.id == user.id and disabled:
+        raise NotAllowed("不能停用自己的账号")
     with db.atomic():
         User.update(disabled=disabled).where(User.id == user.id).execute()
         if disabled:
             sessions.end_all(user, "disabled")
-            trust.revoke_all(user, "disabled")
-        audit.record("user_disabled" if disabled else "user_enabled", user=user)
-    return user
+            trust.revoke_all(user, "disabled", client)
+        audit.record("user_disabled" if disabled else "user_enabled", user=user, client=client, detail=_by(by))
+    return get(account)
+
+
+def _by(admin: User | None) -> str:
+    """The acting admin, for the audit detail (commands run on the server name nobody)."""
+    return f"by {admin.account}" if admin else ""
+
+
+def _detail(*parts: str) -> str:
+    return "; ".join(part for part in parts if part)
 
 
 def set_policy(account: str, methods: str | None = None, force: bool | None = None) -> User:

@@ -9,7 +9,7 @@ DEMO_PASSWORD = "Demo-2fa-2026"
 DEMO_ACCOUNTS = [
     ("zhangsan@mail.xamd.edu.cn", "张三", False, "no factor yet: bind 第三方 OTP or 微信 under 二次验证设置"),
     ("lisi@mail.xamd.edu.cn", "李四", False, "listed for forced binding: must bind after the password"),
-    ("admin@mail.xamd.edu.cn", "管理员", True, "admin: always forced to bind"),
+    ("admin@mail.xamd.edu.cn", "管理员", True, "admin: always forced to bind; then 管理 (/admin: 统计报表, 用户支持)"),
 ]
 
 

@@ -33,6 +33,9 @@ def password_step(
     stage = _stage_after_password(user, trust_token)
     token = sessions.start(user, stage, client, previous)
     audit.record("login_password", user=user, client=client, detail=f"next={stage}")
+    if stage == sessions.FULL:  # every finished login has one login_complete (the reports count them)
+        skipped = "trusted device" if Factor.select().where(Factor.user == user).exists() else "no second factor"
+        audit.record("login_complete", user=user, client=client, detail=skipped)
     return Step(token, stage)
 
 

@@ -57,7 +57,7 @@ def _bump(scope: str, key: str, window: datetime, delta: int, limit: int | None 
     return query.execute()
 
 
-def _window(now: datetime) -> tuple[datetime, int]:
+def current_window(now: datetime) -> tuple[datetime, int]:
     """Start of the fixed window holding ``now`` and the seconds until it ends."""
     span = int(current_app.config["THROTTLE_WINDOW_MINUTES"]) * 60
     elapsed = int((now - EPOCH).total_seconds())
@@ -67,7 +67,7 @@ def _window(now: datetime) -> tuple[datetime, int]:
 
 def begin(scope: str, account: str, ip: str, now: datetime | None = None) -> Attempt:
     """Reserve one failure slot for the account and the IP, or raise Throttled."""
-    window, retry_after = _window(now or utcnow())
+    window, retry_after = current_window(now or utcnow())
     limits = [
         ("acct", account.lower(), int(current_app.config["THROTTLE_ACCOUNT_FAILURES"])),
         ("ip", ip, int(current_app.config["THROTTLE_IP_FAILURES"])),
@@ -88,7 +88,7 @@ def begin(scope: str, account: str, ip: str, now: datetime | None = None) -> Att
 
 
 def failures(scope: str, account: str, now: datetime | None = None) -> int:
-    window, _ = _window(now or utcnow())
+    window, _ = current_window(now or utcnow())
     row = ThrottleCounter.get_or_none(
         (ThrottleCounter.scope == f"{scope}:acct")
         & (ThrottleCounter.key == account.lower())

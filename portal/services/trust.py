@@ -17,8 +17,15 @@ def lifetime() -> timedelta:
     return timedelta(days=int(current_app.config["TRUSTED_DEVICE_DAYS"]))
 
 
-def issue(user: User, client: Client, method: str) -> str:
-    """Remember this browser for ``user``; returns the cookie token."""
+def allowed(user: User) -> bool:
+    """Admins verify every login: their pages can reset anyone's second factor (DESIGN §5 /admin)."""
+    return not user.is_admin
+
+
+def issue(user: User, client: Client, method: str) -> str | None:
+    """Remember this browser for ``user``; returns the cookie token (None where not allowed)."""
+    if not allowed(user):
+        return None
     token = crypto.new_token()
     TrustedDevice.create(
         token_hash=crypto.token_hash(token),
@@ -34,7 +41,7 @@ def issue(user: User, client: Client, method: str) -> str:
 
 def is_trusted(token: str | None, user: User) -> bool:
     """True if the token names a live trusted device of this very user (and marks it used)."""
-    if not token or len(token) > 128:
+    if not token or len(token) > 128 or not allowed(user):
         return False
     now = utcnow()
     return (

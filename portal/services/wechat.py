@@ -84,7 +84,7 @@ def preview(wx_user: WeChatUser, token: str) -> dict:
         "account": mask(ticket.user.account),
         "request": describe_request(ticket),
         "expires_in": tickets.expires_in(ticket),
-        "choices": CHOICES[ticket.purpose],
+        "choices": [c for c in CHOICES[ticket.purpose] if c != "approve_trust" or trust.allowed(ticket.user)],
     }
 
 

@@ -14,7 +14,20 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from portal import config as config_module
 from portal.services import useragent
 from portal.services.errors import DomainError
-from portal.web import app_passwords, auth, devices, guard, home, json_api, mail_auth, qr, scan, security, simulators
+from portal.web import (
+    admin,
+    app_passwords,
+    auth,
+    devices,
+    guard,
+    home,
+    json_api,
+    mail_auth,
+    qr,
+    scan,
+    security,
+    simulators,
+)
 
 csrf = CSRFProtect()
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -33,7 +46,7 @@ def init_app(app: Flask) -> None:
     csrf.init_app(app)
     app.before_request(_refuse_nul_bytes)
     guard.init_app(app)
-    for module in (auth, home, security, devices, app_passwords, scan):
+    for module in (auth, home, security, devices, app_passwords, scan, admin):
         app.register_blueprint(module.bp)
     # nginx's mail auth_http: no cookies, no session; the caller is checked by the view instead.
     config_module.check_mail_auth(app.config)

@@ -104,7 +104,7 @@ def _verify_page(method: str | None = None, error: str | None = None, status: in
         method=METHODS[method],
         choices=choices,
         error=error or _notice(),
-        trust_days=int(trust.lifetime().days),
+        trust_days=int(trust.lifetime().days) if trust.allowed(g.user) else 0,
         new=new,
         poll=url_for("auth.verify_scan_poll", ticket_id=new.ticket.id) if new else None,
         can_scan=method in scans.SCAN_METHODS,

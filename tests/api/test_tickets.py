@@ -75,6 +75,15 @@ def test_preview_of_a_login_ticket(ctx, user, phone, owner):
     assert fresh(new.ticket).state == "scanned"
 
 
+def test_an_admins_login_ticket_offers_no_trust(ctx, user, phone, owner):
+    user.is_admin = True  # admins verify every login: no 确认授权并信任此设备
+    user.save()
+    new = new_ticket(browser_session(user, sessions.SECOND_FACTOR), "login")
+    assert phone.preview(owner, new.token).get_json()["choices"] == ["approve_once", "deny"]
+    assert phone.approve(owner, new.token, True).status_code == 200  # an old client asking anyway
+    assert trust.issue(user, BROWSER, "wechat") is None
+
+
 @pytest.mark.parametrize("purpose", ["unbind", "rebind"])
 def test_preview_of_unbind_and_rebind_tickets(ctx, user, phone, owner, purpose):
     new = new_ticket(browser_session(user), purpose, target="wechat")

@@ -1,0 +1,122 @@
+"""Admin reports: adoption of second factors, login activity, failures and lockouts (read-only)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import peewee as pw
+from flask import current_app
+
+from portal.models import AppPassword, AuditEvent, Factor, ThrottleCounter, User, utcnow
+from portal.services import accounts, audit, policy, throttle, trust
+
+# What the activity table counts: (label, event, outcome); event None means any event.
+ACTIVITY = (
+    ("网页登录成功", "login_complete", "ok"),
+    ("密码错误", "login_password", "fail"),
+    ("验证码错误", "login_verify", "fail"),
+    ("邮件客户端登录成功", "mail_login", "ok"),
+    ("邮件客户端登录失败", "mail_login", "fail"),
+    ("标记为“不是本人操作”", None, "not_me"),
+    ("账号或 IP 被锁定", "locked_out", "locked"),
+)
+PERIODS = (("24 小时", timedelta(hours=24)), ("7 天", timedelta(days=7)))
+
+
+@dataclass
+class Adoption:
+    users: int  # enabled accounts
+    protected: int  # with at least one second factor
+    by_method: dict[str, int]  # method label → accounts that bound it
+    with_app_passwords: int
+    binding_pending: int  # forced to bind, nothing bound yet
+
+    @property
+    def percent(self) -> int:
+        return round(100 * self.protected / self.users) if self.users else 0
+
+
+@dataclass
+class Lockout:
+    scope: str  # e.g. password:acct, mail:ip
+    key: str  # the account or the IP
+    failures: int
+    until: datetime
+
+
+def adoption() -> Adoption:
+    enabled = User.select(User.id).where(~User.disabled)
+    protected_ids = Factor.select(Factor.user).where(Factor.user.in_(enabled)).distinct()
+    counts = dict(
+        Factor.select(Factor.method, pw.fn.COUNT(Factor.id))
+        .where(Factor.user.in_(enabled))
+        .group_by(Factor.method)
+        .tuples()
+    )
+    pending = [u for u in User.select().where(~User.disabled & User.id.not_in(protected_ids)) if policy.must_bind(u)]
+    return Adoption(
+        users=enabled.count(),
+        protected=protected_ids.count(),
+        by_method={m.label: counts.get(key, 0) for key, m in policy.METHODS.items() if m.built},
+        with_app_passwords=AppPassword.select(AppPassword.user).where(AppPassword.user.in_(enabled)).distinct().count(),
+        binding_pending=len(pending),
+    )
+
+
+def activity(now: datetime | None = None) -> list[tuple[str, list[int]]]:
+    """Each ACTIVITY row with its count in each of PERIODS (newest audit events)."""
+    now = now or utcnow()
+    rows = []
+    for label, event, outcome in ACTIVITY:
+        query = AuditEvent.select().where(AuditEvent.outcome == outcome)
+        if event:
+            query = query.where(AuditEvent.event == event)
+        rows.append((label, [query.where(AuditEvent.created_at >= now - span).count() for _, span in PERIODS]))
+    return rows
+
+
+def lockouts(now: datetime | None = None) -> list[Lockout]:
+    """Counters at their limit in the current window: who cannot log in now, and until when."""
+    now = now or utcnow()
+    window, retry_after = throttle.current_window(now)
+    limits = {"acct": current_app.config["THROTTLE_ACCOUNT_FAILURES"], "ip": current_app.config["THROTTLE_IP_FAILURES"]}
+    rows = ThrottleCounter.select().where(ThrottleCounter.window_start == window).order_by(ThrottleCounter.key)
+    until = now + timedelta(seconds=retry_after)
+    return [
+        Lockout(row.scope, row.key, row.failures, until)
+        for row in rows
+        if row.failures >= int(limits[row.scope.rsplit(":", 1)[-1]])
+    ]
+
+
+def recent_failures(limit: int = 20) -> list[AuditEvent]:
+    """The newest refused logins and codes (any outcome but ok), for the support desk."""
+    return list(AuditEvent.select().where(AuditEvent.outcome != "ok").order_by(AuditEvent.id.desc()).limit(limit))
+
+
+@dataclass
+class AccountSummary:
+    """What the support desk sees of one account before helping its owner."""
+
+    user: User
+    methods: list[str]  # labels of the bound methods
+    must_bind: bool
+    app_passwords: int
+    trusted_devices: int
+    failures: dict[str, int]  # throttle scope → failures of this account in the current window
+    events: list[AuditEvent]
+
+
+def account_summary(account: str) -> AccountSummary:
+    user = accounts.get(account)
+    bound = Factor.select(Factor.method).where(Factor.user == user)
+    return AccountSummary(
+        user=user,
+        methods=[policy.METHODS[f.method].label for f in bound if f.method in policy.METHODS],
+        must_bind=policy.must_bind(user),
+        app_passwords=AppPassword.select().where(AppPassword.user == user).count(),
+        trusted_devices=len(trust.active(user)),
+        failures={scope: throttle.failures(scope, user.account) for scope in ("password", "otp", "mail")},
+        events=audit.recent(15, account=user.account),
+    )

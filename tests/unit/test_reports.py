@@ -1,0 +1,50 @@
+"""Admin reports: adoption, pending forced binding, lockouts by account and by IP, recent failures."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from portal.models import utcnow
+from portal.services import accounts, audit, policy, reports, throttle
+from portal.services.errors import NotFound, Throttled
+from tests.conftest import PASSWORD
+
+
+def test_binding_pending_follows_the_forced_binding_policy(user, totp_secret):
+    accounts.create("bob@mail.xamd.edu.cn", PASSWORD)
+    assert reports.adoption().binding_pending == 0
+    accounts.create("root@mail.xamd.edu.cn", PASSWORD, admin=True)  # admins must always bind
+    assert reports.adoption().binding_pending == 1
+    policy.set_value("force_2fa", "all")
+    assert reports.adoption().binding_pending == 2  # bob and the admin; alice has bound
+    assert (reports.adoption().protected, reports.adoption().percent) == (1, 33)
+
+
+def test_no_accounts_is_zero_percent(ctx):
+    assert reports.adoption().percent == 0
+
+
+@pytest.mark.config(THROTTLE_ACCOUNT_FAILURES=2, THROTTLE_IP_FAILURES=3)
+def test_lockouts_list_accounts_and_addresses_at_their_limit(ctx):
+    now = utcnow()
+    for account in ("a@x.cn", "a@x.cn", "b@x.cn"):
+        throttle.begin("mail", account, "203.0.113.5", now=now)
+    with pytest.raises(Throttled):
+        throttle.begin("mail", "c@x.cn", "203.0.113.5", now=now)
+    locked = {(lock.scope, lock.key) for lock in reports.lockouts(now)}
+    assert locked == {("mail:acct", "a@x.cn"), ("mail:ip", "203.0.113.5")}
+    assert all(now < lock.until <= now + timedelta(minutes=15) for lock in reports.lockouts(now))
+
+
+def test_recent_failures_leave_out_successes(user):
+    audit.record("login_password", user=user)
+    audit.record("login_password", user=user, outcome="fail")
+    audit.record("push", user=user, outcome="not_me")
+    assert [e.outcome for e in reports.recent_failures()] == ["not_me", "fail"]
+
+
+def test_account_summary_of_an_unknown_account_is_not_found(ctx):
+    with pytest.raises(NotFound, match="账号不存在"):
+        reports.account_summary("ghost@x.cn")
