@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, g, jsonify, request
 
 from portal.models import utcnow
 from portal.services import wechat
@@ -44,16 +44,16 @@ def preview_ticket(ticket: str):
 
 @blueprint.post("/tickets/<ticket>/confirm")
 def confirm_ticket(ticket: str):
-    return jsonify(wechat.confirm(_user(), ticket))
+    return jsonify(wechat.confirm(_user(), ticket, g.client))
 
 
 @blueprint.post("/tickets/<ticket>/approve")
 def approve_ticket(ticket: str):
     user = _user()  # authenticate first: without a token the answer is 401, whatever the body
     trust_device = json_api.flag(json_api.body(), "trust_device")
-    return jsonify(wechat.approve(user, ticket, trust_device))
+    return jsonify(wechat.approve(user, ticket, trust_device, g.client))
 
 
 @blueprint.post("/tickets/<ticket>/deny")
 def deny_ticket(ticket: str):
-    return jsonify(wechat.deny(_user(), ticket))
+    return jsonify(wechat.deny(_user(), ticket, g.client))

@@ -28,7 +28,6 @@ from portal.services.errors import Conflict, Expired, InvalidCredentials, Invali
 
 METHOD = "app"
 CLOCK_SKEW = 60  # seconds a request's timestamp may be off
-NOT_ME = "not_me"
 
 
 @dataclass(frozen=True)
@@ -47,7 +46,9 @@ def signing_input(method: str, path: str, timestamp: str, nonce: str, body: byte
     return f"{method.upper()}\n{path}\n{timestamp}\n{nonce}\n{hashlib.sha256(body).hexdigest()}".encode()
 
 
-def enroll(ticket_token: str, public_key: str, name: str, platform: str, proof: str) -> dict:
+def enroll(
+    ticket_token: str, public_key: str, name: str, platform: str, proof: str, client: Client | None = None
+) -> dict:
     """Bind this App to the account of a bind ticket; ``proof`` signs the ticket with the new key."""
     key = _public_key(public_key)
     _check_signature(key, proof, f"enroll\n{ticket_token}".encode())
@@ -68,7 +69,7 @@ def enroll(ticket_token: str, public_key: str, name: str, platform: str, proof: 
                 if not factors.use_grant(ticket.session, "change:app"):
                     raise Expired("修改的验证已过期,请在网页上重新操作", code="grant_expired")
                 Factor.delete().where((Factor.user == ticket.user_id) & (Factor.method == METHOD)).execute()
-                trust.revoke_all(ticket.user, "app changed")
+                trust.revoke_all(ticket.user, "app changed", client)
             Device.create(device_id=device_id, user=ticket.user_id, public_key=public_key, name=name, platform=platform)
             label = f"{name} ({platform})" if platform else name
             Factor.create(
@@ -80,6 +81,7 @@ def enroll(ticket_token: str, public_key: str, name: str, platform: str, proof: 
         "factor_changed" if ticket.replaces else "factor_bound",
         user=ticket.user,
         method=METHOD,
+        client=client,
         detail=f"device {device_id} {name} ({platform})",
     )
     return {
@@ -147,41 +149,41 @@ def pending(device: Device) -> list[dict]:
     ]
 
 
-def approve(device: Device, challenge_id: int, number: object) -> dict:
+def approve(device: Device, challenge_id: int, number: object, client: Client | None = None) -> dict:
     """确定授权: the number picked in the App must be the one the browser shows."""
     ticket = _challenge(device, challenge_id)
     if not isinstance(number, int) or isinstance(number, bool):  # malformed, not a guess: keep the challenge
         raise InvalidInput("number 必须是整数", code="invalid_input")
     if number != ticket.match_number:
-        _deny(ticket, device, "number_mismatch")
+        _deny(ticket, device, tickets.NUMBER_MISMATCH, client)
         raise Conflict("数字不匹配,本次请求已取消;请核对网页上显示的数字", code="number_mismatch")
     tickets.decide(ticket, device.device_id, approve=True)
-    tickets.record(ticket, f"app_{ticket.purpose}_approved", "ok", detail="push")
+    tickets.record(ticket, f"app_{ticket.purpose}_approved", "ok", client, detail="push")
     return {"state": ticket.state, "purpose": ticket.purpose}
 
 
-def deny(device: Device, challenge_id: int, reason: str) -> dict:
+def deny(device: Device, challenge_id: int, reason: str, client: Client | None = None) -> dict:
     """取消授权 / 不是本人操作."""
     ticket = _challenge(device, challenge_id)
-    _deny(ticket, device, NOT_ME if reason == NOT_ME else "declined")
+    _deny(ticket, device, tickets.NOT_ME if reason == tickets.NOT_ME else tickets.DECLINED, client)
     return {"state": ticket.state, "purpose": ticket.purpose}
 
 
-def approve_scan(device: Device, ticket_token: str, trust_device: bool) -> dict:
+def approve_scan(device: Device, ticket_token: str, trust_device: bool, client: Client | None = None) -> dict:
     """The App scanned a QR on the web page (扫二维码): approve that login / unbind / 修改."""
     ticket = tickets.by_token(ticket_token, METHOD)
     if ticket.purpose == "bind" or ticket.channel != "qr":
         raise InvalidInput("该二维码不能用于授权", code="wrong_purpose")
     _check_owner(ticket, device)
     tickets.decide(ticket, device.device_id, approve=True, trust_device=trust_device and ticket.purpose == "login")
-    tickets.record(ticket, f"app_{ticket.purpose}_approved", "ok", detail="qr")
+    tickets.record(ticket, f"app_{ticket.purpose}_approved", "ok", client, detail="qr")
     return {"state": ticket.state, "purpose": ticket.purpose}
 
 
-def remove(device: Device) -> None:
+def remove(device: Device, client: Client | None = None) -> None:
     """The App removed this account: the App factor goes, like 解绑 (policy permitting)."""
     user = User.get_by_id(device.user_id)
-    factors.remove(user, METHOD, Client(), via="app")
+    factors.remove(user, METHOD, client or Client(), via="app")
     Device.delete().where(Device.id == device.id).execute()
 
 
@@ -207,11 +209,11 @@ def _challenge(device: Device, challenge_id: int) -> Ticket:
     return ticket
 
 
-def _deny(ticket: Ticket, device: Device, reason: str) -> None:
+def _deny(ticket: Ticket, device: Device, reason: str, client: Client | None) -> None:
     tickets.decide(ticket, device.device_id, approve=False)
     Ticket.update(deny_reason=reason).where(Ticket.id == ticket.id).execute()
-    outcome = "not_me" if reason == NOT_ME else "denied"
-    tickets.record(ticket, f"app_{ticket.purpose}_denied", outcome, detail=reason)
+    outcome = "not_me" if reason == tickets.NOT_ME else "denied"
+    tickets.record(ticket, f"app_{ticket.purpose}_denied", outcome, client, detail=reason)
 
 
 def _check_owner(ticket: Ticket, device: Device) -> None:

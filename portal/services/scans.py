@@ -15,8 +15,8 @@ SCAN_METHODS = ("wechat", "app")  # approved on a phone: by QR, and the App also
 PUSH_OPEN_LIMIT = 3  # push challenges waiting at once per account
 LABELS = {"wechat": "微信", "app": "邮箱安全 App"}
 DENIED = {
-    "not_me": "您已在 App 中选择“不是本人操作”,本次请求已取消。如非本人操作,请立即修改密码。",
-    "number_mismatch": "App 中选择的数字与网页显示的不一致,本次请求已取消,请重试。",
+    tickets.NOT_ME: "您已在 App 中选择“不是本人操作”,本次请求已取消。如非本人操作,请立即修改密码。",
+    tickets.NUMBER_MISMATCH: "App 中选择的数字与网页显示的不一致,本次请求已取消,请重试。",
 }
 
 

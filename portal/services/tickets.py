@@ -20,6 +20,8 @@ from portal.services.client import Client
 from portal.services.errors import Conflict, Expired, NotFound
 
 PENDING, SCANNED, APPROVED, DENIED, CONSUMED = "pending", "scanned", "approved", "denied", "consumed"
+# Why the App denied a push (Ticket.deny_reason): 不是本人操作, the wrong number picked, or 取消授权.
+NOT_ME, NUMBER_MISMATCH, DECLINED = "not_me", "number_mismatch", "declined"
 EXPIRED = "expired"  # shown, never stored: a ticket past expires_at is expired whatever its state
 PURPOSES = ("bind", "login", "unbind", "rebind")
 TTL = {

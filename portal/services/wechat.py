@@ -11,6 +11,7 @@ from portal import crypto
 from portal.db import db
 from portal.models import ApiToken, Factor, Ticket, WeChatUser, utcnow
 from portal.services import audit, factors, otp, sessions, tickets, trust, useragent
+from portal.services.client import Client
 from portal.services.errors import Conflict, Expired, InvalidCredentials, InvalidInput, NotAllowed
 
 TOKEN_TTL = timedelta(hours=2)
@@ -88,33 +89,33 @@ def preview(wx_user: WeChatUser, token: str) -> dict:
     }
 
 
-def confirm(wx_user: WeChatUser, token: str) -> dict:
+def confirm(wx_user: WeChatUser, token: str, client: Client | None = None) -> dict:
     """确认 for bind / unbind / rebind tickets. A bind stores the new factor at once."""
     ticket = _ticket_for(wx_user, token)
     if ticket.purpose == "login":
         raise InvalidInput("登录请求请选择授权方式", code="wrong_purpose")
     if ticket.purpose == "bind":
-        _bind(ticket, wx_user)
+        _bind(ticket, wx_user, client)
     else:
         tickets.decide(ticket, wx_user.openid, approve=True)
-    tickets.record(ticket, f"wechat_{ticket.purpose}_confirmed", "ok", detail=f"openid={mask(wx_user.openid)}")
+    tickets.record(ticket, f"wechat_{ticket.purpose}_confirmed", "ok", client, detail=f"openid={mask(wx_user.openid)}")
     return {"state": ticket.state, "purpose": ticket.purpose}
 
 
-def approve(wx_user: WeChatUser, token: str, trust_device: bool) -> dict:
+def approve(wx_user: WeChatUser, token: str, trust_device: bool, client: Client | None = None) -> dict:
     """确认授权并信任此设备 (trust_device) or 临时登录, for login tickets."""
     ticket = _ticket_for(wx_user, token)
     if ticket.purpose != "login":
         raise InvalidInput("该二维码不是登录请求", code="wrong_purpose")
     tickets.decide(ticket, wx_user.openid, approve=True, trust_device=trust_device)
-    tickets.record(ticket, "wechat_login_approved", "ok", detail="trust" if trust_device else "once")
+    tickets.record(ticket, "wechat_login_approved", "ok", client, detail="trust" if trust_device else "once")
     return {"state": ticket.state, "purpose": ticket.purpose}
 
 
-def deny(wx_user: WeChatUser, token: str) -> dict:
+def deny(wx_user: WeChatUser, token: str, client: Client | None = None) -> dict:
     ticket = _ticket_for(wx_user, token)
     tickets.decide(ticket, wx_user.openid, approve=False)
-    tickets.record(ticket, f"wechat_{ticket.purpose}_denied", "denied")
+    tickets.record(ticket, f"wechat_{ticket.purpose}_denied", "denied", client)
     return {"state": ticket.state, "purpose": ticket.purpose}
 
 
@@ -136,7 +137,7 @@ def _holds_factor(ticket: Ticket, wx_user: WeChatUser) -> bool:
     )
 
 
-def _bind(ticket: Ticket, wx_user: WeChatUser) -> None:
+def _bind(ticket: Ticket, wx_user: WeChatUser, client: Client | None) -> None:
     """Approve a bind ticket and store the factor in one transaction (修改 replaces the old one)."""
     if ticket.session.stage not in (sessions.FULL, sessions.BINDING):
         raise NotAllowed("网页登录未完成", code="session_not_full")
@@ -147,7 +148,7 @@ def _bind(ticket: Ticket, wx_user: WeChatUser) -> None:
                 if not factors.use_grant(ticket.session, "change:wechat"):
                     raise Expired("修改的验证已过期,请在网页上重新操作", code="grant_expired")
                 Factor.delete().where((Factor.user == ticket.user_id) & (Factor.method == METHOD)).execute()
-                trust.revoke_all(ticket.user, "wechat changed")
+                trust.revoke_all(ticket.user, "wechat changed", client)
             Factor.create(
                 user=ticket.user_id,
                 method=METHOD,
@@ -157,7 +158,8 @@ def _bind(ticket: Ticket, wx_user: WeChatUser) -> None:
             )
     except peewee.IntegrityError as exc:
         raise Conflict("该帐号已绑定微信", code="already_bound") from exc
-    audit.record("factor_bound" if not ticket.replaces else "factor_changed", user=ticket.user, method=METHOD)
+    event = "factor_bound" if not ticket.replaces else "factor_changed"
+    audit.record(event, user=ticket.user, method=METHOD, client=client)
 
 
 def mask(value: str) -> str:

@@ -40,7 +40,7 @@ def enroll():
     ticket, key, name, platform, proof = (
         _text(json_api.body(), k) for k in ("ticket", "public_key", "name", "platform", "proof")
     )
-    return jsonify(app_devices.enroll(ticket, key, name, platform, proof))
+    return jsonify(app_devices.enroll(ticket, key, name, platform, proof, g.client))
 
 
 @bp.get("/challenges")
@@ -50,21 +50,21 @@ def challenges():
 
 @bp.post("/challenges/<int(max=2147483647):challenge_id>/approve")
 def approve(challenge_id: int):
-    return jsonify(app_devices.approve(g.device, challenge_id, json_api.body().get("number")))
+    return jsonify(app_devices.approve(g.device, challenge_id, json_api.body().get("number"), g.client))
 
 
 @bp.post("/challenges/<int(max=2147483647):challenge_id>/deny")
 def deny(challenge_id: int):
-    return jsonify(app_devices.deny(g.device, challenge_id, _text(json_api.body(), "reason")))
+    return jsonify(app_devices.deny(g.device, challenge_id, _text(json_api.body(), "reason"), g.client))
 
 
 @bp.post("/tickets/<ticket>/approve")
 def approve_ticket(ticket: str):
     trust_device = json_api.flag(json_api.body(), "trust_device")
-    return jsonify(app_devices.approve_scan(g.device, ticket, trust_device))
+    return jsonify(app_devices.approve_scan(g.device, ticket, trust_device, g.client))
 
 
 @bp.delete("/device")
 def remove_device():
-    app_devices.remove(g.device)
+    app_devices.remove(g.device, g.client)
     return jsonify(removed=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, g, render_template, request, url_for
 
-from portal.services import factors, login, scans, trust
+from portal.services import factors, login, scans, tickets, trust
 from portal.services.errors import DomainError
 from portal.services.policy import METHODS
 from portal.web import guard
@@ -15,6 +15,7 @@ PREFERRED = ("app", "wechat", "totp", "email")  # the default second step: the m
 NOTICES = {
     "denied": "您已在手机上拒绝本次登录。如非本人操作,请及时修改密码。",
     "expired": "二维码已过期,已为您刷新,请重新扫码。",
+    "push_expired": "授权请求已过期,已重新发送到您的 App,请查看 App 中的数字。",
     "consumed": "该二维码已使用,请重新扫码。",
 }
 
@@ -70,9 +71,14 @@ def verify_scan_poll(ticket_id: int):
             return scan_status(progress.ticket, url_for("auth.verify_scan_poll", ticket_id=ticket_id), progress.state)
         return _verify_page(progress.ticket.method)
     if progress.step is None:
-        ticket = progress.ticket
+        ticket, push = progress.ticket, progress.ticket.channel == "push"
+        # A push the person turned down is not sent again by itself (a wrong number is a slip: retry):
+        # the page offers the App's code, and "App 授权" sends a new push on request.
+        refused = push and progress.state == tickets.DENIED and ticket.deny_reason != tickets.NUMBER_MISMATCH
+        notice = "push_expired" if push and progress.state == tickets.EXPIRED else progress.state
+        mode = "code" if refused else None
         return redirect_to(
-            url_for("auth.verify_form", method=ticket.method, notice=progress.state, reason=ticket.deny_reason)
+            url_for("auth.verify_form", method=ticket.method, mode=mode, notice=notice, reason=ticket.deny_reason)
         )
     return _logged_in(progress.step)
 

@@ -551,6 +551,17 @@ def test_deny_not_me_is_audited(ctx, user, device, push):
     assert audit.recent_not_me(user) == 1
 
 
+def test_the_apps_decision_is_audited_with_its_address_and_agent(ctx, device, push):
+    path, body = _deny_path(push), json.dumps({"reason": "not_me"}).encode()
+    headers = {**device.signed("POST", path, body), "Content-Type": "application/json", "User-Agent": "XAMD-2FA/1.0"}
+    response = device.client.open(
+        path, method="POST", data=body, headers=headers, environ_base={"REMOTE_ADDR": "203.0.113.9"}
+    )
+    assert response.status_code == 200
+    event = AuditEvent.get(AuditEvent.event == "app_login_denied")
+    assert (event.ip, event.user_agent) == ("203.0.113.9", "XAMD-2FA/1.0")
+
+
 @pytest.mark.parametrize("reason", ["", "declined", "anything else"])
 def test_deny_without_not_me_is_declined(ctx, user, device, push, reason):
     assert device.deny(push.ticket.id, reason).status_code == 200

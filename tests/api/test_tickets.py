@@ -228,6 +228,23 @@ def test_login_approve_records_the_choice(ctx, user, phone, owner, trust_device)
     assert (ticket.state, ticket.trust_device, ticket.approver) == ("approved", trust_device, "o-owner")
 
 
+@pytest.mark.parametrize("decision", ["approve", "deny"])
+def test_decisions_are_audited_with_the_phones_address_and_agent(ctx, user, phone, owner, decision):
+    new = new_ticket(browser_session(user, sessions.SECOND_FACTOR), "login")
+    phone_agent = "Mozilla/5.0 (iPhone) MicroMessenger/8.0.50 miniProgram"
+    response = phone.call(
+        "POST",
+        f"/tickets/{new.token}/{decision}",
+        owner,
+        json={},
+        headers={"User-Agent": phone_agent},
+        environ_base={"REMOTE_ADDR": "198.51.100.77"},
+    )
+    assert response.status_code == 200
+    event = AuditEvent.select().where(AuditEvent.event.startswith("wechat_login_")).get()
+    assert (event.ip, event.user_agent) == ("198.51.100.77", phone_agent)
+
+
 def test_login_approve_without_a_body_is_once(ctx, user, phone, owner):
     new = new_ticket(browser_session(user, sessions.SECOND_FACTOR), "login")
     response = phone.call("POST", f"/tickets/{new.token}/approve", owner)

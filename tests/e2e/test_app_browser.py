@@ -363,7 +363,9 @@ def test_not_me_cancels_the_login(live_server, page, new_phone):
 
     expect(page.get_by_role("alert")).to_contain_text("您已在 App 中选择“不是本人操作”", timeout=POLLED_MS)
     expect(page.get_by_role("alert")).to_contain_text("请立即修改密码")
-    expect(page).to_have_url(re.compile(r"/login/verify\?method=app&notice=denied&reason=not_me$"))
+    expect(page).to_have_url(re.compile(r"/login/verify\?method=app&mode=code&notice=denied&reason=not_me$"))
+    expect(page.locator("[data-match-number]")).to_have_count(0)  # no new push after 不是本人操作
+    expect(page.get_by_placeholder("请输入验证码")).to_be_visible()
     page.screenshot(path=str(SCREENSHOTS / "e2e-app-login-not-me.png"))
     page.goto("/")
     expect(page).to_have_url(re.compile(r"/login/verify"))  # still not logged in

@@ -250,8 +250,14 @@ def test_not_me_is_shown_and_audited(browser, user, bound):
 
     target = redirect_target(browser.get(poll_url(page), htmx=True))
     assert query(target)["reason"] == ["not_me"]
-    notice = text(browser.get(target))
-    assert "不是本人操作" in notice and "修改密码" in notice
+    pushes = Ticket.select().where(Ticket.channel == "push").count()
+    notice = browser.get(target)
+    assert "不是本人操作" in text(notice) and "修改密码" in text(notice)
+    # No new push after 不是本人操作: the code form, with "App 授权" to send one on request.
+    assert Ticket.select().where(Ticket.channel == "push").count() == pushes
+    assert 'name="code"' in text(notice) and "data-match-number" not in text(notice)
+    resent = browser.get(VERIFY + "?method=app", User_Agent=CHROME)
+    assert number_of(resent) and Ticket.select().where(Ticket.channel == "push").count() == pushes + 1
     event = AuditEvent.get(AuditEvent.event == "app_login_denied")
     assert (event.outcome, event.account, event.method) == ("not_me", user.account, "app")
     assert is_half_logged_in(browser)
@@ -266,7 +272,10 @@ def test_an_expired_push_is_not_listed_and_the_page_says_so(browser, user, bound
     response = bound.approve(challenge["id"], number_of(page))
     assert (response.status_code, error_code(response)) == (410, "challenge_expired")
     target = redirect_target(browser.get(poll_url(page), htmx=True))
-    assert query(target)["notice"] == ["expired"]
+    assert query(target)["notice"] == ["push_expired"]
+    again = browser.get(target, User_Agent=CHROME)
+    assert "授权请求已过期" in text(again) and "二维码已过期" not in text(again)
+    assert number_of(again) != 0  # a fresh push went out
     assert is_half_logged_in(browser)
 
 
