@@ -20,6 +20,7 @@ DEFAULTS: dict[str, object] = {
     "WECHAT_SECRET": "",
     "WECHAT_API_BASE": "https://api.weixin.qq.com/",
     "SMTP_URL": "",
+    "SMTP_FROM": "",
     "MAIL_SERVERS": "imap=mail.example.edu.cn:993:143,pop3=mail.example.edu.cn:995:110,smtp=mail.example.edu.cn:994:25",
     "MAIL_BACKENDS": "",
     "MAIL_AUTH_SECRET": "",

@@ -56,6 +56,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[], None]]] = [
     (2, "WeChat users, API tokens, QR tickets, shared cache; factor.external_id", _wechat_schema),
     (3, "app passwords (客户端专用密码)", _create(models.AppPassword)),
     (4, "邮箱安全 App devices, used signatures; push fields on tickets", _app_schema),
+    (5, "codes mailed to 备用邮箱", _create(models.MailedCode)),
 ]
 
 

@@ -234,6 +234,22 @@ class AppPassword(BaseModel):
         return list(cls.select().where(cls.user == user_id).order_by(cls.created_at.desc(), cls.id.desc()))
 
 
+class MailedCode(BaseModel):
+    """A 6-digit code mailed to a 备用邮箱: to bind that address, or as a second step with it.
+
+    Only the browser session that asked may use it, once (using it deletes it), before it expires;
+    only its salted HMAC is kept.
+    """
+
+    user = pw.ForeignKeyField(User, on_delete="CASCADE")
+    session = pw.ForeignKeyField(LoginSession, on_delete="CASCADE")
+    purpose = pw.CharField(max_length=16)  # bind (a new address) | verify (the bound one)
+    address = pw.TextField()  # encrypted with the data key
+    code_hash = pw.CharField(max_length=96)  # salt:HMAC
+    created_at = pw.DateTimeField(default=utcnow)
+    expires_at = pw.DateTimeField()
+
+
 ALL_MODELS = [
     SchemaVersion,
     User,
@@ -252,4 +268,5 @@ ALL_MODELS = [
     Device,
     DeviceSignature,
     AppPassword,
+    MailedCode,
 ]

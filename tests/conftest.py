@@ -90,6 +90,23 @@ def totp_secret(ctx, user) -> str:
     return secret
 
 
+@pytest.fixture(scope="session")
+def smtp_server():
+    """A real SMTP server (aiosmtpd on 127.0.0.1) for the whole run; it keeps what it receives."""
+    from tests.smtp_server import SmtpBackend
+
+    server = SmtpBackend().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def outbox(app, smtp_server):
+    """The portal sends mail (备用邮箱 codes) through ``smtp_server``; read them there."""
+    app.config["SMTP_URL"] = smtp_server.url
+    return smtp_server
+
+
 @pytest.fixture
 def hashing_fails(monkeypatch) -> None:
     """argon2 cannot get its memory (what a capped address space, e.g. Dovecot's auth process, causes)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import socket
 import threading
 from collections.abc import Callable
 
@@ -12,6 +13,14 @@ from flask import Flask
 from portal.db import db
 
 CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
+LOOPBACK = "127.0.0.1"  # every server a test starts listens here only
+
+
+def free_port() -> int:
+    """A currently unused high port on 127.0.0.1 (the kernel's ephemeral range)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((LOOPBACK, 0))
+        return sock.getsockname()[1]
 
 
 class Browser:

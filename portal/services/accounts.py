@@ -25,6 +25,15 @@ def normalize(account: str) -> str:
     return account.strip().lower()
 
 
+def mask(value: str) -> str:
+    """z***n@mail.example.edu.cn, or the ends of an id."""
+    local, at, domain = value.partition("@")
+    if not at:
+        return f"{value[:4]}…{value[-4:]}" if len(value) > 8 else value
+    shown = local[0] + "***" + (local[-1] if len(local) > 1 else "")
+    return f"{shown}@{domain}"
+
+
 def validate_account(account: str) -> str:
     account = normalize(account)
     if not ACCOUNT_RE.match(account) or len(account) > 254:

@@ -14,8 +14,8 @@ DEMO_ACCOUNTS = [
 
 
 def seed() -> list[str]:
-    """Create the demo accounts if missing; enable 第三方 OTP for everyone; describe them."""
-    policy.set_value("enabled_methods", "app,wechat,totp")
+    """Create the demo accounts if missing; enable 第三方 OTP and 备用邮箱 for everyone; describe them."""
+    policy.set_value("enabled_methods", "app,wechat,totp,email")
     policy.set_value("force_2fa", "listed")
     lines = [f"Demo accounts (password {DEMO_PASSWORD}):"]
     for account, name, admin, note in DEMO_ACCOUNTS:

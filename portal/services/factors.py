@@ -11,13 +11,13 @@ from flask import current_app
 from portal import crypto
 from portal.db import db, lock_rows
 from portal.models import Enrollment, Factor, Grant, LoginSession, User, utcnow
-from portal.services import audit, otp, policy, throttle, trust
+from portal.services import audit, mailed_codes, otp, policy, throttle, trust
 from portal.services.client import Client
 from portal.services.errors import Conflict, Expired, InvalidCode, NotAllowed, NotFound
 
 ENROLLMENT_TTL = timedelta(minutes=10)
 GRANT_TTL = timedelta(minutes=10)
-CODE_METHODS = ("totp", "wechat", "app")  # methods whose 6-digit codes this release verifies
+CODE_METHODS = ("totp", "wechat", "app", "email")  # methods whose 6-digit codes this release verifies
 
 
 @dataclass
@@ -47,19 +47,28 @@ def bound_methods(user: User) -> list[str]:
     return [f.method for f in Factor.of_user(user.id)]
 
 
-def verify(user: User, method: str, raw_code: str | None, client: Client, purpose: str) -> Factor:
-    """Check a 6-digit code of one bound factor: throttled, strict, used at most once."""
+def verify(
+    user: User, method: str, raw_code: str | None, client: Client, purpose: str, session: LoginSession | None = None
+) -> Factor:
+    """Check a 6-digit code of one bound factor: throttled, strict, used at most once.
+
+    备用邮箱 codes are mailed to one browser session: only that ``session`` may use them.
+    """
     attempt = throttle.begin("otp", user.account, client.ip)
     factor = Factor.get_or_none((Factor.user == user) & (Factor.method == method))
     try:
         code = otp.parse_code(raw_code)
         if factor is None or method not in CODE_METHODS:
             raise InvalidCode("该验证方式未绑定")
-        step = otp.matching_step(crypto.decrypt(factor.secret), code)
-        if step is None:
-            raise InvalidCode("验证码错误,请重新输入")
-        if not _claim_step(factor, step):
-            raise InvalidCode("该验证码已使用,请等待下一个验证码", code="code_reused")
+        if method == "email":
+            if session is None or mailed_codes.consume(session, "verify", code) is None:
+                raise InvalidCode("验证码错误或已过期,请重新获取")
+        else:
+            step = otp.matching_step(crypto.decrypt(factor.secret), code)
+            if step is None:
+                raise InvalidCode("验证码错误,请重新输入")
+            if not _claim_step(factor, step):
+                raise InvalidCode("该验证码已使用,请等待下一个验证码", code="code_reused")
     except InvalidCode as exc:
         audit.record(f"{purpose}_verify", user=user, method=method, outcome="fail", client=client, detail=exc.code)
         raise
@@ -146,7 +155,7 @@ def _replace_with(enrollment: Enrollment, session: LoginSession, step: int) -> F
 def unbind(session: LoginSession, user: User, method: str, via: str, raw_code: str | None, client: Client) -> None:
     """解绑: verified by a code of ``via`` (this factor or another bound one)."""
     check_removable(user, method)
-    verify(user, via, raw_code, client, "unbind")
+    verify(user, via, raw_code, client, "unbind", session)
     remove(user, method, client, via)
 
 
@@ -182,7 +191,7 @@ def authorize_change(
 ) -> None:
     """修改, first half: a fresh verification grants one rebind of ``method`` in this session."""
     _require_bound(user, method)
-    verify(user, via, raw_code, client, "change")
+    verify(user, via, raw_code, client, "change", session)
     grant_change(session, method)
 
 

@@ -49,7 +49,7 @@ def second_step(session: LoginSession, method: str, raw_code: str | None, trust_
     """Verify the second factor; the session becomes full under a new id."""
     if session.stage != sessions.SECOND_FACTOR:
         raise Conflict("无需二次验证", code="not_pending")
-    factors.verify(session.user, method, raw_code, client, "login")
+    factors.verify(session.user, method, raw_code, client, "login", session)
     token = sessions.advance(session, sessions.SECOND_FACTOR, sessions.FULL)
     trust_token = trust.issue(session.user, client, method) if trust_device else None
     audit.record("login_complete", user=session.user, method=method, client=client)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from portal.models import Setting, User
+from portal.services import mailer
 from portal.services.errors import InvalidInput
 
 FORCE_MODES = ("off", "all", "listed")
@@ -22,7 +23,7 @@ class Method:
 METHODS: dict[str, Method] = {
     "app": Method("app", "邮箱安全 App", built=True, self_service=True),
     "totp": Method("totp", "第三方 OTP", built=True, self_service=False),
-    "email": Method("email", "备用邮箱", built=False, self_service=False),
+    "email": Method("email", "备用邮箱", built=True, self_service=False),
     "wechat": Method("wechat", "微信", built=True, self_service=True),
     "sms": Method("sms", "短信", built=False, self_service=False),
 }
@@ -63,13 +64,16 @@ def parse_methods(raw: str) -> list[str]:
 def offered(user: User) -> set[str]:
     """Methods this user may bind now: built, and self-service, enabled globally or for them.
 
-    Admins must bind (see ``must_bind``), so 第三方 OTP is always offered to them.
+    Admins must bind (see ``must_bind``), so 第三方 OTP is always offered to them. 备用邮箱 needs a
+    way to send mail (PORTAL_SMTP_URL).
     """
     allowed = {m.key for m in METHODS.values() if m.self_service}
     allowed |= set(parse_methods(get("enabled_methods")))
     allowed |= set(parse_methods(user.extra_methods))
     if user.is_admin:
         allowed.add("totp")
+    if not mailer.available():
+        allowed.discard("email")
     return {key for key in allowed if METHODS[key].built}
 
 

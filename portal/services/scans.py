@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from portal.models import LoginSession, Ticket, User
-from portal.services import factors, login, policy, sessions, throttle, tickets
+from portal.services import backup_email, factors, login, policy, sessions, throttle, tickets
+from portal.services.backup_email import EmailEnrollment
 from portal.services.client import Client
 from portal.services.errors import Conflict, NotAllowed, Throttled
 from portal.services.factors import TotpEnrollment
@@ -101,8 +102,12 @@ def _act(session: LoginSession, ticket: Ticket, client: Client) -> Progress:
     return Progress("done", ticket, "验证成功", next=begin_rebind(session, user, ticket.target, client))
 
 
-def begin_rebind(session: LoginSession, user: User, target: str, client: Client) -> TotpEnrollment | NewTicket:
+def begin_rebind(
+    session: LoginSession, user: User, target: str, client: Client
+) -> TotpEnrollment | EmailEnrollment | NewTicket:
     """修改, second half: start binding the new factor (the old one stays until it is confirmed)."""
     if target == "totp":
         return factors.begin_totp(session, user)
+    if target == backup_email.METHOD:
+        return backup_email.begin(session, user)
     return start_bind(session, user, target, client)

@@ -11,6 +11,7 @@ from portal import crypto
 from portal.db import db
 from portal.models import ApiToken, Factor, Ticket, WeChatUser, utcnow
 from portal.services import audit, factors, otp, sessions, tickets, trust, useragent
+from portal.services.accounts import mask
 from portal.services.client import Client
 from portal.services.errors import Conflict, Expired, InvalidCredentials, InvalidInput, NotAllowed
 
@@ -160,15 +161,6 @@ def _bind(ticket: Ticket, wx_user: WeChatUser, client: Client | None) -> None:
         raise Conflict("该帐号已绑定微信", code="already_bound") from exc
     event = "factor_bound" if not ticket.replaces else "factor_changed"
     audit.record(event, user=ticket.user, method=METHOD, client=client)
-
-
-def mask(value: str) -> str:
-    """z***n@mail.example.edu.cn, or the ends of an id."""
-    local, at, domain = value.partition("@")
-    if not at:
-        return f"{value[:4]}…{value[-4:]}" if len(value) > 8 else value
-    shown = local[0] + "***" + (local[-1] if len(local) > 1 else "")
-    return f"{shown}@{domain}"
 
 
 def describe_request(ticket: Ticket) -> dict:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, g, render_template, request, url_for
 
-from portal.services import factors, login, scans, tickets, trust
+from portal.services import backup_email, factors, login, scans, tickets, trust
 from portal.services.errors import DomainError
 from portal.services.policy import METHODS
 from portal.web import guard
@@ -83,6 +83,17 @@ def verify_scan_poll(ticket_id: int):
     return _logged_in(progress.step)
 
 
+@bp.post("/login/verify/email-code")
+@guard.second_step
+def verify_email_send():
+    """备用邮箱 as the second step: mail a code to the bound address, then ask for it."""
+    try:
+        backup_email.send_verify_code(g.login, g.user, g.client)
+    except DomainError as exc:
+        return _verify_page(backup_email.METHOD, error=exc.message, status=exc.status)
+    return redirect_to(url_for("auth.verify_form", method=backup_email.METHOD))
+
+
 def _logged_in(step: login.Step):
     guard.set_session_cookie(step.token)
     if step.trust_token:
@@ -114,6 +125,7 @@ def _verify_page(method: str | None = None, error: str | None = None, status: in
         new=new,
         poll=url_for("auth.verify_scan_poll", ticket_id=new.ticket.id) if new else None,
         can_scan=method in scans.SCAN_METHODS,
+        **(backup_email.mailbox(g.login, g.user) if method == backup_email.METHOD else {}),
     ), status
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from flask import Blueprint, g, request, url_for
 
-from portal.services import factors, login, otp, scans
+from portal.services import backup_email, factors, login, otp, scans
+from portal.services.backup_email import EmailEnrollment
 from portal.services.errors import DomainError, NotFound
 from portal.services.factors import TotpEnrollment
 from portal.services.policy import METHODS
@@ -30,6 +31,8 @@ def bind_form(method: str):
     try:
         if method == "totp":
             return _bind_dialog(factors.begin_totp(g.login, g.user))
+        if method == backup_email.METHOD:
+            return _bind_dialog(backup_email.begin(g.login, g.user))
         if method in scans.SCAN_METHODS:
             return _bind_dialog(scans.start_bind(g.login, g.user, method, g.client))
     except DomainError as exc:
@@ -46,6 +49,30 @@ def bind_totp_submit():
         new_token = login.finish_forced_binding(g.login, g.client)
     except DomainError as exc:
         return _bind_dialog(factors.pending_totp(g.login, enrollment_id), error=exc.message)
+    if new_token:
+        guard.set_session_cookie(new_token)
+    return _render("dialog", dialog="done", done="绑定成功", forced=bool(new_token), trigger=CHANGED)
+
+
+@bp.post("/email/send")
+@guard.binding_ok
+def bind_email_send():
+    """备用邮箱 绑定: mail a code to the address typed in the dialog."""
+    address = request.form.get("address", "")
+    try:
+        return _bind_dialog(backup_email.send_bind_code(g.login, g.user, address, g.client), address=address)
+    except DomainError as exc:
+        return _email_dialog_again(exc, address)
+
+
+@bp.post("/email/bind")
+@guard.binding_ok
+def bind_email_submit():
+    try:
+        backup_email.confirm(g.login, g.user, request.form.get("code"), g.client)
+        new_token = login.finish_forced_binding(g.login, g.client)
+    except DomainError as exc:
+        return _email_dialog_again(exc)
     if new_token:
         guard.set_session_cookie(new_token)
     return _render("dialog", dialog="done", done="绑定成功", forced=bool(new_token), trigger=CHANGED)
@@ -85,6 +112,17 @@ def verify_form(method: str, action: str):
     return _verify_dialog(method, action, via)
 
 
+@bp.post("/<method>/<action>/email-code")
+def verify_email_send(method: str, action: str):
+    """解绑 / 修改 verified by 备用邮箱: mail a code to the bound address."""
+    _check_target(method, action)
+    try:
+        backup_email.send_verify_code(g.login, g.user, g.client)
+    except DomainError as exc:
+        return _verify_dialog(method, action, backup_email.METHOD, error=exc.message)
+    return _verify_dialog(method, action, backup_email.METHOD)
+
+
 @bp.post("/<method>/<action>")
 def verify_submit(method: str, action: str):
     _check_target(method, action)
@@ -118,10 +156,21 @@ def _final_message(progress: scans.Progress) -> str:
     return "该二维码已处理"
 
 
-def _bind_dialog(pending, error: str | None = None):
-    """The dialog that binds a new factor: a TOTP secret, or a QR for the phone to confirm."""
+def _email_dialog_again(exc: DomainError, address: str = ""):
+    """The 备用邮箱 bind dialog with the error, or just the error if binding is not possible now."""
+    try:
+        enrollment = backup_email.begin(g.login, g.user)
+    except DomainError as refused:
+        return _render("dialog", dialog="message", error=refused.message)
+    return _bind_dialog(enrollment, error=exc.message, address=address)
+
+
+def _bind_dialog(pending, error: str | None = None, address: str = ""):
+    """The dialog that binds a new factor: a TOTP secret, a mailed code, or a QR for the phone."""
     if pending is None:
         return _render("dialog", dialog="message", error=error or "绑定已过期,请重新开始")
+    if isinstance(pending, EmailEnrollment):
+        return _render("dialog", dialog="bind_email", enrollment=pending, address=address, error=error)
     if isinstance(pending, TotpEnrollment):
         return _render(
             "dialog", dialog="bind_totp", enrollment=pending, grouped=otp.grouped(pending.secret), error=error
@@ -147,6 +196,7 @@ def _verify_dialog(method: str, action: str, via: str, error: str | None = None,
         new=ticket,
         poll=poll,
         error=error,
+        **(backup_email.mailbox(g.login, g.user) if via == backup_email.METHOD else {}),
     )
 
 

@@ -17,7 +17,7 @@ from tests.integration.dovecot import Dovecot, dovecot_version, start_dovecot, w
 from tests.integration.nginx import Nginx, nginx_version, start_nginx
 from tests.integration.portal_server import LivePortal
 from tests.integration.procs import HOST, log_tail
-from tests.integration.smtp_backend import SmtpBackend
+from tests.smtp_server import SmtpBackend
 
 
 @pytest.hookimpl(wrapper=True)

@@ -17,7 +17,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.integration.procs import HOST, Process, free_port, require_binary, require_file
+from tests.helpers import free_port
+from tests.integration.procs import HOST, Process, require_binary, require_file
 
 ROOT = Path(__file__).resolve().parents[2]
 CHECKPASSWORD = ROOT / "bin" / "portal-checkpassword"

@@ -6,7 +6,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.integration.procs import HOST, Process, free_port, require_binary, require_file
+from tests.helpers import free_port
+from tests.integration.procs import HOST, Process, require_binary, require_file
 
 MAIL_MODULE = "/usr/lib/nginx/modules/ngx_mail_module.so"
 

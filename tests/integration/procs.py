@@ -1,4 +1,4 @@
-"""Process plumbing for the integration harness: free ports, bounded waits, log tails, clean stops."""
+"""Process plumbing for the integration harness: bounded waits, log tails, clean stops."""
 
 from __future__ import annotations
 
@@ -11,17 +11,10 @@ import time
 from pathlib import Path
 
 from tests.conftest import skip_or_fail
+from tests.helpers import LOOPBACK as HOST
 
-HOST = "127.0.0.1"
 STARTUP_SECONDS = 15.0  # a server that is not answering by then has failed to start
 STOP_SECONDS = 5.0
-
-
-def free_port() -> int:
-    """A currently unused high port on 127.0.0.1 (the kernel's ephemeral range)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
 
 
 def require_binary(name: str, *fallbacks: str) -> str:

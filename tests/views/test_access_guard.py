@@ -28,8 +28,15 @@ PUBLIC = {
     "scan.app_enroll",
 }
 DEV_ONLY_BLUEPRINTS = {"simulators"}  # PORTAL_DEV_SIMULATORS, which production refuses: public by design
-SECOND_STEP = {"auth.verify_form", "auth.verify_submit", "auth.verify_scan_poll"}
-BINDING = {"security.twofa", "security.bind_form", "security.bind_totp_submit", "security.scan_poll"}
+SECOND_STEP = {"auth.verify_form", "auth.verify_submit", "auth.verify_scan_poll", "auth.verify_email_send"}
+BINDING = {
+    "security.twofa",
+    "security.bind_form",
+    "security.bind_totp_submit",
+    "security.bind_email_send",
+    "security.bind_email_submit",
+    "security.scan_poll",
+}
 
 # Plausible values for URL parameters by name; any other parameter gets one by converter.
 PLAUSIBLE = {"method": "totp", "action": "change", "device_id": 1, "filename": "css/app.css"}

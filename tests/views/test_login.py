@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from portal import crypto
 from portal.models import Factor
 from portal.services import throttle
 from portal.web.guard import TRUST_COOKIE
@@ -146,14 +147,14 @@ def test_switch_method_lists_only_bound_methods(browser, user, totp_secret):
     browser.login(user.account, PASSWORD)
     assert "更换验证方式" not in text(browser.get("/login/verify"))  # one method: nothing to switch to
 
-    Factor.create(user=user, method="email", secret="")
+    Factor.create(user=user, method="email", secret=crypto.encrypt("alice.backup@example.org"))
     page = text(browser.get("/login/verify"))
     assert "更换验证方式" in page
     switch = page[page.index("更换验证方式") :]
     assert "备用邮箱" in switch and "?method=email" in switch
     for label in ("邮箱安全 App", "微信", "短信"):
         assert label not in switch
-    assert "打开【备用邮箱】" in text(browser.get("/login/verify?method=email"))
+    assert "发送到您的备用邮箱 a***p@example.org" in text(browser.get("/login/verify?method=email"))
     assert "打开【第三方 OTP】" in text(browser.get("/login/verify?method=wechat"))  # not bound: ignored
 
 

@@ -1,0 +1,240 @@
+"""备用邮箱: codes mailed through a real SMTP server (aiosmtpd), bound to one session, used once."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from portal import crypto
+from portal.models import AuditEvent, Factor, MailedCode, User, utcnow
+from portal.services import accounts, backup_email, factors, login, mailed_codes, policy, sessions, throttle
+from portal.services.client import Client
+from portal.services.errors import Conflict, InvalidCode, InvalidInput, NotAllowed, NotFound, Throttled, Unavailable
+from tests.unit.conftest import run_threads
+
+BACKUP = "alice.backup@example.org"
+
+
+@pytest.fixture
+def offered(ctx, user, outbox):
+    """备用邮箱 enabled for alice (it needs the admin's policy and a way to send mail)."""
+    user.extra_methods = accounts.set_policy(user.account, methods="email").extra_methods
+    return outbox
+
+
+def mails(outbox, address: str = BACKUP) -> int:
+    return len(outbox.handler.to(address))
+
+
+def bind(session, user, client, outbox, address: str = BACKUP) -> Factor:
+    before = mails(outbox, address)
+    backup_email.send_bind_code(session, user, address, client)
+    return backup_email.confirm(session, user, outbox.code_for(address, after=before), client)
+
+
+def age(row: MailedCode, seconds: int) -> None:
+    """Pretend the code was mailed ``seconds`` ago."""
+    created = utcnow() - timedelta(seconds=seconds)
+    MailedCode.update(created_at=created, expires_at=created + mailed_codes.CODE_TTL).where(
+        MailedCode.id == row.id
+    ).execute()
+
+
+# --- offering ---
+
+
+def test_offered_only_when_enabled_and_mail_can_be_sent(ctx, app, user, smtp_server):
+    assert "email" not in policy.offered(user)
+    user = accounts.set_policy(user.account, methods="email")
+    assert "email" not in policy.offered(user)  # production without PORTAL_SMTP_URL
+    app.config["SMTP_URL"] = smtp_server.url
+    assert "email" in policy.offered(user)
+
+
+def test_binding_needs_the_policy(ctx, user, full_session, outbox):
+    with pytest.raises(NotAllowed):
+        backup_email.begin(full_session, user)
+
+
+# --- binding ---
+
+
+def test_the_mailed_code_binds_the_address(offered, user, full_session, client):
+    before = mails(offered)
+    enrollment = backup_email.send_bind_code(full_session, user, " Alice.Backup@Example.org ", client)
+    assert enrollment.sent_to == "a***p@example.org"
+    mail = offered.handler.to(BACKUP)[-1].message
+    assert mails(offered) == before + 1 and "二次验证验证码" in mail["Subject"]
+    assert "10 分钟内有效" in mail.get_content() and client.ip in mail.get_content()
+
+    code = offered.code_for(BACKUP, after=before)
+    stored = MailedCode.get()
+    assert code not in stored.code_hash and stored.code_hash.count(":") == 1  # a salted HMAC only
+    assert crypto.decrypt(stored.address) == BACKUP
+
+    factor = backup_email.confirm(full_session, user, code, client)
+    assert (factor.method, factor.label, crypto.decrypt(factor.secret)) == ("email", "a***p@example.org", BACKUP)
+    assert not MailedCode.select().exists()  # used up
+    assert AuditEvent.get(AuditEvent.event == "factor_bound").method == "email"
+
+
+def other_code(code: str) -> str:
+    return f"{(int(code) + 1) % 10**6:06d}"
+
+
+def test_a_wrong_code_binds_nothing_and_counts_a_failure(offered, user, full_session, client):
+    before = mails(offered)
+    backup_email.send_bind_code(full_session, user, BACKUP, client)
+    with pytest.raises(InvalidCode):
+        backup_email.confirm(full_session, user, other_code(offered.code_for(BACKUP, after=before)), client)
+    assert not Factor.select().where(Factor.method == "email").exists()
+    assert throttle.failures("otp", user.account) == 1
+
+
+def test_a_code_works_once_and_only_in_the_session_that_asked(offered, user, full_session, client):
+    before = mails(offered)
+    backup_email.send_bind_code(full_session, user, BACKUP, client)
+    code = offered.code_for(BACKUP, after=before)
+    other = sessions.resolve(sessions.start(user, sessions.FULL, client))
+    with pytest.raises(InvalidCode):
+        backup_email.confirm(other, user, code, client)
+    backup_email.confirm(full_session, user, code, client)
+    assert mailed_codes.consume(full_session, "bind", code) is None
+
+
+def test_an_expired_code_is_refused(offered, user, full_session, client):
+    before = mails(offered)
+    backup_email.send_bind_code(full_session, user, BACKUP, client)
+    age(MailedCode.get(), int(mailed_codes.CODE_TTL.total_seconds()) + 1)
+    with pytest.raises(InvalidCode):
+        backup_email.confirm(full_session, user, offered.code_for(BACKUP, after=before), client)
+
+
+def test_a_new_code_replaces_the_old_one_after_the_pause(offered, user, full_session, client):
+    before = mails(offered)
+    backup_email.send_bind_code(full_session, user, BACKUP, client)
+    first = offered.code_for(BACKUP, after=before)
+    with pytest.raises(Throttled, match="秒后重新发送"):
+        backup_email.send_bind_code(full_session, user, BACKUP, client)
+    first_row = MailedCode.get()
+    age(first_row, int(mailed_codes.RESEND_AFTER.total_seconds()))
+    backup_email.send_bind_code(full_session, user, BACKUP, client)
+    second = offered.code_for(BACKUP, after=before + 1)
+    assert MailedCode.select().count() == 1 and MailedCode.get().code_hash != first_row.code_hash
+    assert first == second or mailed_codes.consume(full_session, "bind", first) is None  # the first is gone
+    backup_email.confirm(full_session, user, second, client)
+
+
+def test_mails_per_window_are_capped(offered, app, user, full_session, client):
+    app.config["THROTTLE_ACCOUNT_FAILURES"] = 2
+    for _ in range(2):
+        backup_email.send_bind_code(full_session, user, BACKUP, client)
+        age(MailedCode.get(), 3600)
+    with pytest.raises(Throttled):
+        backup_email.send_bind_code(full_session, user, BACKUP, client)
+
+
+@pytest.mark.parametrize("address", ["", "not an address", "alice@mail.xamd.edu.cn", "a" * 250 + "@x.org"])
+def test_bad_addresses_are_refused_before_any_mail(offered, user, full_session, client, address):
+    before = len(offered.handler.deliveries)
+    with pytest.raises(InvalidInput):
+        backup_email.send_bind_code(full_session, user, address, client)
+    assert len(offered.handler.deliveries) == before and not MailedCode.select().exists()
+
+
+def test_a_dead_smtp_server_is_a_clear_error_and_leaves_no_code(offered, app, user, full_session, client):
+    app.config["SMTP_URL"] = "smtp://127.0.0.1:9"  # nothing listens on the discard port
+    with pytest.raises(Unavailable, match="验证码邮件发送失败"):
+        backup_email.send_bind_code(full_session, user, BACKUP, client)
+    assert not MailedCode.select().exists()
+    assert not AuditEvent.select().where(AuditEvent.event == "mail_code_sent").exists()
+
+
+def test_binding_twice_is_a_conflict(offered, user, full_session, client):
+    bind(full_session, user, client, offered)
+    with pytest.raises(Conflict, match="修改"):
+        backup_email.begin(full_session, user)
+
+
+def test_change_replaces_the_address_only_when_the_new_one_is_confirmed(offered, user, full_session, client):
+    bind(full_session, user, client, offered)
+    factors.grant_change(full_session, "email")
+    assert backup_email.begin(full_session, user).purpose == "rebind"
+    backup_email.send_bind_code(full_session, user, "new.box@example.org", client)
+    assert crypto.decrypt(Factor.get(Factor.method == "email").secret) == BACKUP  # still the old one
+    age(MailedCode.get(), 3600)
+    before = mails(offered, "new.box@example.org")
+    backup_email.send_bind_code(full_session, user, "new.box@example.org", client)
+    backup_email.confirm(full_session, user, offered.code_for("new.box@example.org", after=before), client)
+    assert crypto.decrypt(Factor.get(Factor.method == "email").secret) == "new.box@example.org"
+    assert AuditEvent.get(AuditEvent.event == "factor_changed").method == "email"
+
+
+# --- a code as the second step (login, 解绑, 修改) ---
+
+
+def test_login_with_a_mailed_code(offered, user, full_session, client):
+    bind(full_session, user, client, offered)
+    half = sessions.resolve(sessions.start(user, sessions.SECOND_FACTOR, client))
+    before = mails(offered)
+    assert backup_email.send_verify_code(half, user, client) == "a***p@example.org"
+    assert backup_email.sent_to(half, user) == "a***p@example.org"
+    code = offered.code_for(BACKUP, after=before)
+    with pytest.raises(InvalidCode):  # the code belongs to the session that asked
+        factors.verify(user, "email", code, client, "login", full_session)
+    step = login.second_step(half, "email", code, False, client)
+    assert step.stage == sessions.FULL
+    assert AuditEvent.get(AuditEvent.event == "login_complete").method == "email"
+
+
+def test_a_verification_code_cannot_bind_and_a_bind_code_cannot_verify(offered, user, full_session, client):
+    bind(full_session, user, client, offered)
+    before = mails(offered)
+    backup_email.send_verify_code(full_session, user, client)
+    verification = offered.code_for(BACKUP, after=before)
+    factors.grant_change(full_session, "email")
+    with pytest.raises(InvalidCode):
+        backup_email.confirm(full_session, user, verification, client)
+
+    before = mails(offered, "new.box@example.org")
+    backup_email.send_bind_code(full_session, user, "new.box@example.org", client)
+    binding = offered.code_for("new.box@example.org", after=before)
+    with pytest.raises(InvalidCode):
+        factors.verify(user, "email", binding, client, "unbind", full_session)
+
+
+def test_without_a_bound_address_nothing_is_mailed(offered, user, full_session, client):
+    with pytest.raises(NotFound, match="未绑定"):
+        backup_email.send_verify_code(full_session, user, client)
+
+
+def test_unbind_by_a_mailed_code(offered, user, full_session, client):
+    bind(full_session, user, client, offered)
+    before = mails(offered)
+    backup_email.send_verify_code(full_session, user, client)
+    factors.unbind(full_session, user, "email", "email", offered.code_for(BACKUP, after=before), client)
+    assert not Factor.select().where(Factor.method == "email").exists()
+
+
+def test_mail_sent_is_audited_with_the_client(offered, user, full_session):
+    phone = Client(ip="198.51.100.61", user_agent="Firefox/128")
+    backup_email.send_bind_code(full_session, user, BACKUP, phone)
+    event = AuditEvent.get(AuditEvent.event == "mail_code_sent")
+    assert (event.ip, event.user_agent, event.method) == (phone.ip, phone.user_agent, "email")
+    assert BACKUP not in event.detail and "a***p@example.org" in event.detail
+
+
+def test_one_code_completes_one_login_even_when_sent_twice_at_once(offered, app, user, full_session, client):
+    bind(full_session, user, client, offered)
+    half = sessions.resolve(sessions.start(user, sessions.SECOND_FACTOR, client))
+    before = mails(offered)
+    backup_email.send_verify_code(half, user, client)
+    code = offered.code_for(BACKUP, after=before)
+
+    def submit(_index: int):
+        return factors.verify(User.get_by_id(user.id), "email", code, client, "login", half)
+
+    results = run_threads(app, 4, submit)
+    outcomes = sorted(kind if kind == "ok" else type(value).__name__ for kind, value in results)
+    assert outcomes == ["InvalidCode", "InvalidCode", "InvalidCode", "ok"], results
