@@ -43,9 +43,10 @@ def begin(session: LoginSession, user: User) -> EmailEnrollment:
 
 def send_bind_code(session: LoginSession, user: User, address: str, client: Client) -> EmailEnrollment:
     """发送验证码 to the address being bound."""
-    begin(session, user)
-    mailed_codes.send(session, user, "bind", validate(address, user), client)
-    return begin(session, user)
+    purpose = begin(session, user).purpose
+    address = validate(address, user)
+    mailed_codes.send(session, user, "bind", address, client)
+    return EmailEnrollment(purpose, mask(address))
 
 
 def confirm(session: LoginSession, user: User, raw_code: str | None, client: Client) -> Factor:

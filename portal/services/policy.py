@@ -81,3 +81,11 @@ def must_bind(user: User) -> bool:
     """Forced binding: admins always; everyone, or listed users, as the policy says."""
     mode = get("force_2fa")
     return user.is_admin or mode == "all" or (mode == "listed" and user.force_2fa)
+
+
+def must_bind_condition():
+    """``must_bind`` as a condition on User rows, to count the accounts it applies to in one query."""
+    mode = get("force_2fa")
+    if mode == "all":
+        return User.id.is_null(False)
+    return (User.is_admin | User.force_2fa) if mode == "listed" else User.is_admin

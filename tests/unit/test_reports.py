@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from portal.models import utcnow
+from portal.models import User, utcnow
 from portal.services import accounts, audit, policy, reports, throttle
 from portal.services.errors import NotFound, Throttled
 from tests.conftest import PASSWORD
@@ -48,3 +48,13 @@ def test_recent_failures_leave_out_successes(user):
 def test_account_summary_of_an_unknown_account_is_not_found(ctx):
     with pytest.raises(NotFound, match="账号不存在"):
         reports.account_summary("ghost@x.cn")
+
+
+@pytest.mark.parametrize("mode", ["off", "listed", "all"])
+def test_binding_pending_counts_whom_must_bind_names(ctx, mode):
+    policy.set_value("force_2fa", mode)
+    for i, (admin, listed) in enumerate([(False, False), (False, True), (True, False), (True, True)]):
+        user = accounts.create(f"u{i}@x.cn", PASSWORD, admin=admin)
+        accounts.set_policy(user.account, force=listed)
+    expected = sum(policy.must_bind(user) for user in User.select())
+    assert reports.adoption().binding_pending == expected == {"off": 2, "listed": 3, "all": 4}[mode]
