@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from functools import cache
-
 from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from argon2.exceptions import HashingError, InvalidHashError, VerificationError, VerifyMismatchError
 
 from portal.services.errors import InvalidInput, Unavailable
 
@@ -27,28 +25,21 @@ def check_strength(password: str) -> None:
 
 
 def verify(stored_hash: str | None, password: str) -> bool:
-    """True if ``password`` matches; with no hash, burn the same time and say no.
+    """True if ``password`` matches; with no hash (no such account), take as long and say no.
 
     A hash that cannot be computed (argon2 needs 64 MiB and four threads; a process whose address
     space is capped, such as Dovecot's auth service, may not get them) is the server's failure, not a
     wrong password: it raises Unavailable, so that nobody is told their right password is wrong.
     """
     try:
-        return _hasher.verify(stored_hash or _dummy_hash(), password) and stored_hash is not None
+        if stored_hash is None:
+            _hasher.hash(password)  # one argon2 run, like a real check: no hint that the account is unknown
+            return False
+        return _hasher.verify(stored_hash, password)
     except (VerifyMismatchError, InvalidHashError):
         return False
-    except VerificationError as exc:
+    except (VerificationError, HashingError) as exc:
         raise Unavailable("系统繁忙,密码暂时无法校验,请稍后再试") from exc
-
-
-@cache
-def _dummy_hash() -> str:
-    """Verified against when an account does not exist, so that its response takes as long.
-
-    Made on first use, not at import: the checkpassword program starts per login and mostly checks
-    accounts that exist.
-    """
-    return _hasher.hash("no such account: constant-time filler")
 
 
 def needs_rehash(stored_hash: str) -> bool:

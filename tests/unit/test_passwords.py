@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from argon2 import PasswordHasher
+from argon2.exceptions import HashingError
 
 from portal.models import AuditEvent
 from portal.services import app_passwords, login, passwords, throttle
@@ -42,3 +44,31 @@ def test_a_wrong_password_still_counts(user, client):
     with pytest.raises(InvalidCredentials):
         login.password_step(user.account, "wrong password!", client, None, None)
     assert throttle.failures("password", user.account) == 1
+
+
+def test_an_unknown_account_costs_one_argon2_run_like_a_known_one(monkeypatch):
+    stored = passwords.hash_password(PASSWORD)
+    runs: list[str] = []
+
+    class Counting(PasswordHasher):
+        def hash(self, *args, **kwargs):
+            runs.append("hash")
+            return super().hash(*args, **kwargs)
+
+        def verify(self, *args, **kwargs):
+            runs.append("verify")
+            return super().verify(*args, **kwargs)
+
+    monkeypatch.setattr(passwords, "_hasher", Counting())
+    assert passwords.verify(stored, PASSWORD) and runs == ["verify"]
+    assert not passwords.verify(None, PASSWORD) and runs == ["verify", "hash"]  # in every process, first call too
+
+
+def test_an_unknown_account_when_hashing_fails_is_unavailable_too(monkeypatch):
+    class OutOfMemory(PasswordHasher):
+        def hash(self, *_args, **_kwargs):
+            raise HashingError("Memory allocation error")
+
+    monkeypatch.setattr(passwords, "_hasher", OutOfMemory())
+    with pytest.raises(Unavailable):
+        passwords.verify(None, PASSWORD)
