@@ -39,7 +39,12 @@ def send(to: str, subject: str, body: str) -> None:
     if not url:
         if current_app.config["ENV"] != "development":
             raise Unavailable(FAILED)
-        current_app.logger.warning("PORTAL_SMTP_URL is not set; development prints the mail:\n%s", message)
+        current_app.logger.warning(
+            "PORTAL_SMTP_URL is not set; development prints the mail instead.\nTo: %s\nSubject: %s\n\n%s",
+            to,
+            subject,
+            body,
+        )
         return
     try:
         _deliver(url, message)

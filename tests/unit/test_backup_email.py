@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -238,3 +239,14 @@ def test_one_code_completes_one_login_even_when_sent_twice_at_once(offered, app,
     results = run_threads(app, 4, submit)
     outcomes = sorted(kind if kind == "ok" else type(value).__name__ for kind, value in results)
     assert outcomes == ["InvalidCode", "InvalidCode", "InvalidCode", "ok"], results
+
+
+def test_development_without_smtp_prints_a_readable_mail(ctx, app, user, full_session, client, caplog):
+    app.config["ENV"] = "development"  # make run: no PORTAL_SMTP_URL, the code goes to the terminal
+    user.extra_methods = accounts.set_policy(user.account, methods="email").extra_methods
+    with caplog.at_level("WARNING"):
+        backup_email.send_bind_code(full_session, user, BACKUP, client)
+    printed = caplog.text
+    assert f"To: {BACKUP}" in printed and "二次验证验证码" in printed
+    code = re.search(r"验证码是 (\d{6})", printed).group(1)
+    assert backup_email.confirm(full_session, user, code, client).method == "email"
