@@ -9,7 +9,7 @@ from playwright.sync_api import expect
 
 from portal.services import accounts
 from tests.conftest import PASSWORD
-from tests.e2e.test_totp_browser import bind_totp, expect_welcome, log_in, log_out, pass_second_step
+from tests.e2e.pages import bind_totp, dialog, expect_welcome, log_in, log_out, pass_second_step
 
 pytestmark = pytest.mark.e2e
 
@@ -35,7 +35,7 @@ def test_admin_unlocks_and_resets_a_user_from_the_reports(live_server, new_page,
     page = new_page()
     log_in(page, ADMIN)
     authenticator = bind_totp(page)
-    page.locator("#dialog-slot dialog[data-dialog]").get_by_role("link", name="进入邮箱").click()
+    dialog(page).get_by_role("link", name="进入邮箱").click()
     expect_welcome(page)
     log_out(page)
     log_in(page, ADMIN)

@@ -8,7 +8,7 @@ import pytest
 from playwright.sync_api import expect
 
 from portal.services import accounts
-from tests.e2e.test_totp_browser import (
+from tests.e2e.pages import (
     expect_modal_dialog,
     expect_welcome,
     finish_dialog,

@@ -21,7 +21,7 @@ from playwright.sync_api import Locator, Page, expect
 
 from portal.services import useragent
 from tests.e2e.conftest import TIMEOUT_MS
-from tests.e2e.test_totp_browser import (
+from tests.e2e.pages import (
     assert_same_document,
     dialog,
     expect_modal_dialog,
