@@ -10,7 +10,7 @@ from flask.cli import AppGroup
 
 from portal import migrations
 from portal.db import db
-from portal.services import accounts, audit, demo, policy
+from portal.services import accounts, audit, demo, housekeeping, policy
 from portal.services.errors import DomainError
 
 user_cli = AppGroup("user", help="Manage mail accounts.")
@@ -24,6 +24,7 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(policy_cli)
     app.cli.add_command(wechat_stub)
     app.cli.add_command(audit_command)
+    app.cli.add_command(prune_command)
 
 
 def _run(action):
@@ -183,3 +184,11 @@ def audit_command(account: str | None, outcome: str | None, limit: int) -> None:
             f"{event.created_at:%Y-%m-%d %H:%M:%S}\t{event.account or '-'}\t{event.event}\t"
             f"{event.method or '-'}\t{event.outcome}\t{event.ip or '-'}\t{event.detail}"
         )
+
+
+@click.command("prune")
+@click.option("--audit-days", type=click.IntRange(30, None), help="also delete audit events older than this")
+def prune_command(audit_days: int | None) -> None:
+    """Delete expired sessions, tickets, codes, counters and tokens (run daily)."""
+    for kind, count in _run(lambda: housekeeping.prune(audit_days=audit_days)).items():
+        click.echo(f"{kind}: {count} deleted")

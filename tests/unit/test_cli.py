@@ -309,3 +309,11 @@ def test_audit_lists_not_me_denials_for_admins(app, cli):
     lines = result.output.splitlines()
     assert len(lines) == 1 and "victim@mail.xamd.edu.cn" in lines[0] and "app_login_denied" in lines[0]
     assert "other@" in cli("audit", "--account", "OTHER@mail.xamd.edu.cn").output
+
+
+def test_prune_prints_what_it_deleted(cli):
+    result = cli("prune")
+    assert result.exit_code == 0, result.output
+    assert "login sessions: 0 deleted" in result.output and "audit events" not in result.output
+    assert cli("prune", "--audit-days", "5").exit_code == 2  # the audit log is kept at least 30 days
+    assert "audit events: 0 deleted" in cli("prune", "--audit-days", "365").output

@@ -1,0 +1,43 @@
+"""Housekeeping: delete rows that nothing can use any more (run daily: `flask --app wsgi prune`).
+
+Ended or expired login sessions go with everything hanging on them (QR tickets, enrollments,
+grants, mailed codes: ON DELETE CASCADE); so do throttle counters of past windows, expired mini-program
+tokens and cache entries, old used signatures, and trusted devices revoked or expired a while ago.
+The audit log is kept unless an age is given.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from portal.models import ApiToken, AuditEvent, CacheEntry, LoginSession, ThrottleCounter, TrustedDevice, utcnow
+from portal.services import app_devices
+
+GRACE = timedelta(days=1)  # a dead session stays a day (its page may still poll and be told so)
+TRUSTED_DEVICE_HISTORY = timedelta(days=30)  # revoked or expired devices stay listed for support
+
+
+def prune(now: datetime | None = None, audit_days: int | None = None) -> dict[str, int]:
+    """Delete what has expired; returns how many rows of each kind went."""
+    now = now or utcnow()
+    dead = now - GRACE
+    counts = {
+        "login sessions": LoginSession.delete()
+        .where((LoginSession.ended_at < dead) | (LoginSession.expires_at < dead))
+        .execute(),
+        "throttle counters": ThrottleCounter.delete().where(ThrottleCounter.window_start < dead).execute(),
+        "mini-program tokens": ApiToken.delete().where(ApiToken.expires_at < now).execute(),
+        "cache entries": CacheEntry.delete().where(CacheEntry.expires_at < now).execute(),
+        "App signatures": app_devices.prune_signatures(),
+        "trusted devices": TrustedDevice.delete()
+        .where(
+            (TrustedDevice.revoked_at < now - TRUSTED_DEVICE_HISTORY)
+            | (TrustedDevice.expires_at < now - TRUSTED_DEVICE_HISTORY)
+        )
+        .execute(),
+    }
+    if audit_days is not None:
+        counts["audit events"] = (
+            AuditEvent.delete().where(AuditEvent.created_at < now - timedelta(days=audit_days)).execute()
+        )
+    return counts
