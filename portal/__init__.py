@@ -31,7 +31,8 @@ def create_app(config: dict | None = None) -> Flask:
         WTF_CSRF_TIME_LIMIT=None,  # the token lives as long as the signed cookie that holds it
         MAX_CONTENT_LENGTH=1024 * 1024,
     )
-    db_module.bind(db_module.open_database(str(settings["DATABASE_URL"]), str(ROOT)))
+    database = db_module.open_database(str(settings["DATABASE_URL"]), str(ROOT), int(settings["DATABASE_TIMEOUT"]))
+    db_module.bind(database)
     db_module.init_app(app)
 
     import wechat_backend

@@ -6,7 +6,7 @@ import sys
 
 import click
 from flask import Flask, current_app
-from flask.cli import AppGroup
+from flask.cli import AppGroup, with_appcontext
 
 from portal import migrations
 from portal.db import db
@@ -45,6 +45,7 @@ def _password(given: str | None) -> str:
 
 
 @click.command("init-db")
+@with_appcontext
 def init_db() -> None:
     """Create or upgrade the database schema (idempotent)."""
     applied = _run(migrations.upgrade)
@@ -52,6 +53,7 @@ def init_db() -> None:
 
 
 @click.command("demo")
+@with_appcontext
 def demo_command() -> None:
     """Seed the demo accounts (idempotent) and print them."""
     _run(migrations.upgrade)
@@ -159,6 +161,7 @@ def policy_set(key: str, value: str) -> None:
 
 
 @click.command("wechat-stub")
+@with_appcontext
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8001, show_default=True)
 def wechat_stub(host: str, port: int) -> None:
@@ -174,6 +177,7 @@ def wechat_stub(host: str, port: int) -> None:
 
 
 @click.command("audit")
+@with_appcontext
 @click.option("--account", help="only this account")
 @click.option("--outcome", help="only this outcome, e.g. fail, locked, not_me (不是本人操作)")
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10_000))
@@ -187,6 +191,7 @@ def audit_command(account: str | None, outcome: str | None, limit: int) -> None:
 
 
 @click.command("prune")
+@with_appcontext
 @click.option("--audit-days", type=click.IntRange(30, None), help="also delete audit events older than this")
 def prune_command(audit_days: int | None) -> None:
     """Delete expired sessions, tickets, codes, counters and tokens (run daily)."""

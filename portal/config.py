@@ -35,6 +35,10 @@ DEFAULTS: dict[str, object] = {
     "THROTTLE_ACCOUNT_FAILURES": 10,
     "THROTTLE_IP_FAILURES": 30,
     "TRUSTED_PROXIES": 0,
+    "PENDING_MINUTES": 10,
+    "STEP_UP_MINUTES": 10,
+    "DATABASE_TIMEOUT": 5,
+    "HSTS_SECONDS": 31536000,
 }
 
 # Development talks to the local WeChat stub (`flask --app wsgi wechat-stub`, started by make run).
@@ -53,7 +57,12 @@ INTEGER_KEYS = {
     "THROTTLE_ACCOUNT_FAILURES",
     "THROTTLE_IP_FAILURES",
     "TRUSTED_PROXIES",
+    "PENDING_MINUTES",
+    "STEP_UP_MINUTES",
+    "DATABASE_TIMEOUT",
+    "HSTS_SECONDS",
 }
+POSITIVE_KEYS = INTEGER_KEYS - {"TRUSTED_PROXIES", "HSTS_SECONDS"}  # these two may be 0 (off)
 SECRET_KEYS = ("SECRET_KEY", "DATA_KEY")
 
 
@@ -66,9 +75,12 @@ def _parse(key: str, raw: str) -> object:
         return raw.strip().lower() in {"1", "true", "yes", "on"}
     if key in INTEGER_KEYS:
         try:
-            return int(raw)
+            value = int(raw)
         except ValueError as exc:
             raise ConfigError(f"PORTAL_{key} must be a whole number, got {raw!r}") from exc
+        if value < (1 if key in POSITIVE_KEYS else 0):
+            raise ConfigError(f"PORTAL_{key} must be at least {1 if key in POSITIVE_KEYS else 0}, got {value}")
+        return value
     return raw
 
 

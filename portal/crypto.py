@@ -12,6 +12,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from flask import current_app
 
+from portal.services.errors import SecretUnreadable
+
 
 def _derive(purpose: bytes) -> bytes:
     key = str(current_app.config["DATA_KEY"]).encode()
@@ -31,11 +33,24 @@ def encrypt(plaintext: str) -> str:
     return _fernet().encrypt(plaintext.encode()).decode()
 
 
+UNREADABLE = "系统无法读取该验证方式的密钥,请使用其他验证方式,或联系管理员"
+
+
 def decrypt(ciphertext: str) -> str:
+    """The plaintext; SecretUnreadable (503) if this key cannot decrypt it: fail closed, never a 500."""
     try:
         return _fernet().decrypt(ciphertext.encode()).decode()
-    except InvalidToken as exc:
-        raise RuntimeError("stored secret cannot be decrypted: wrong PORTAL_DATA_KEY?") from exc
+    except (InvalidToken, ValueError, TypeError) as exc:
+        raise SecretUnreadable(UNREADABLE) from exc
+
+
+def decrypts(ciphertext: str) -> bool:
+    """Whether this key can decrypt a stored value (for `flask --app wsgi doctor`)."""
+    try:
+        decrypt(ciphertext)
+    except SecretUnreadable:
+        return False
+    return True
 
 
 def _fernet() -> Fernet:

@@ -10,16 +10,19 @@ from playhouse.db_url import connect as connect_url
 
 db = peewee.DatabaseProxy()
 
-SQLITE_PRAGMAS = {
-    "journal_mode": "wal",
-    "synchronous": "normal",
-    "busy_timeout": 10_000,
-    "foreign_keys": 1,
-}
+SQLITE_PRAGMAS = {"journal_mode": "wal", "synchronous": "normal", "foreign_keys": 1}
+# Errors that mean "the database cannot answer now" (busy, locked, unreachable, timed out), not a bug:
+# the web layer answers them as a temporary failure (503), never a 500.
+UNAVAILABLE_ERRORS = (peewee.OperationalError, peewee.InterfaceError)
 
 
-def open_database(url: str, root: str) -> peewee.Database:
-    """Build the database for a URL; relative SQLite paths are resolved against ``root``."""
+def open_database(url: str, root: str, timeout: int = 5) -> peewee.Database:
+    """Build the database for a URL; relative SQLite paths are resolved against ``root``.
+
+    ``timeout`` bounds every wait for the database, in seconds: SQLite's busy timeout (a writer
+    waits that long for another's lock), PostgreSQL's connect and lock timeouts (its statements
+    get three times as long).
+    """
     parsed = urlparse(url)
     if parsed.scheme == "sqlite":
         path = parsed.path[1:] if url.startswith("sqlite:///") else parsed.path
@@ -27,9 +30,13 @@ def open_database(url: str, root: str) -> peewee.Database:
             path = str(Path(root) / path)
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        # SQLite serialises writers; a generous busy timeout lets several workers queue.
-        return peewee.SqliteDatabase(path, pragmas=SQLITE_PRAGMAS, timeout=10)
-    return connect_url(url)
+        # SQLite serialises writers. Transactions begin IMMEDIATE: they take the write lock at BEGIN,
+        # waiting for it under the busy timeout, instead of failing at once when a read done inside
+        # the transaction has gone stale by its first write (WAL's "database is locked" snapshot case).
+        pragmas = {**SQLITE_PRAGMAS, "busy_timeout": timeout * 1000}
+        return peewee.SqliteDatabase(path, pragmas=pragmas, timeout=timeout, lock_type="IMMEDIATE")
+    options = f"-c lock_timeout={timeout * 1000} -c statement_timeout={timeout * 3000}"
+    return connect_url(url, connect_timeout=timeout, options=options)
 
 
 def bind(database: peewee.Database) -> None:

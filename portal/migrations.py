@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import peewee
+from flask import current_app
 from playhouse.migrate import SchemaMigrator, migrate
 
 from portal import models
@@ -34,6 +35,26 @@ def _app_schema() -> None:
     _add_missing_columns(models.Ticket)
 
 
+def _wechat_appid_and_session_verification() -> None:
+    """WeChat users keyed by (appid, openid); existing ones belong to the configured mini-program."""
+    _add_missing_columns(models.LoginSession)
+    _add_missing_columns(models.WeChatUser)
+    table = models.WeChatUser._meta.table_name
+    indexes = {index.name for index in db.get_indexes(table)}
+    migrator = SchemaMigrator.from_database(db.obj)
+    if f"{table}_openid" in indexes:
+        migrate(migrator.drop_index(table, f"{table}_openid"))
+    appid = str(current_app.config["WECHAT_APPID"])
+    unkeyed = models.WeChatUser.appid == ""
+    models.WeChatUser.update(appid=appid).where(unkeyed).execute()
+    if f"{table}_appid_openid" not in indexes:
+        migrate(migrator.add_index(table, ("appid", "openid"), unique=True))
+    wechat = (models.Factor.method == "wechat") & ~models.Factor.external_id.contains(":")
+    models.Factor.update(external_id=peewee.Value(f"{appid}:").concat(models.Factor.external_id)).where(
+        wechat
+    ).execute()
+
+
 # Append new migrations here; never edit one that has shipped. Tables are created from the
 # current models (safe=True), so later migrations add what older databases lack.
 MIGRATIONS: list[tuple[int, str, Callable[[], None]]] = [
@@ -57,6 +78,11 @@ MIGRATIONS: list[tuple[int, str, Callable[[], None]]] = [
     (3, "app passwords (客户端专用密码)", _create(models.AppPassword)),
     (4, "邮箱安全 App devices, used signatures; push fields on tickets", _app_schema),
     (5, "codes mailed to 备用邮箱", _create(models.MailedCode)),
+    (
+        6,
+        "WeChat users keyed by (appid, openid); when a session last proved a factor",
+        _wechat_appid_and_session_verification,
+    ),
 ]
 
 

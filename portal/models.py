@@ -47,7 +47,7 @@ class Factor(BaseModel):
     method = pw.CharField(max_length=16)
     label = pw.CharField(max_length=200, default="")
     secret = pw.TextField(default="")  # encrypted with the data key
-    external_id = pw.CharField(max_length=128, default="", index=True)  # WeChat openid, App device id
+    external_id = pw.CharField(max_length=128, default="", index=True)  # WeChat appid:openid, App device id
     last_used_step = pw.BigIntegerField(null=True)
     created_at = pw.DateTimeField(default=utcnow)
     last_used_at = pw.DateTimeField(null=True)
@@ -58,6 +58,11 @@ class Factor(BaseModel):
     @classmethod
     def of_user(cls, user_id: int) -> list[Factor]:
         return list(cls.select().where(cls.user == user_id).order_by(cls.id))
+
+    @classmethod
+    def of(cls, user: User | int, method: str) -> Factor | None:
+        """The user's factor of one method, if bound."""
+        return cls.get_or_none((cls.user == user) & (cls.method == method))
 
 
 class LoginSession(BaseModel):
@@ -73,6 +78,7 @@ class LoginSession(BaseModel):
     expires_at = pw.DateTimeField()
     ended_at = pw.DateTimeField(null=True)
     end_reason = pw.CharField(max_length=32, default="")
+    verified_at = pw.DateTimeField(null=True)  # last second-factor proof in this session (None: never)
 
 
 class Enrollment(BaseModel):
@@ -139,13 +145,31 @@ class Setting(BaseModel):
 
 
 class WeChatUser(BaseModel):
-    """A WeChat user of the 邮箱安全助手 mini-program, known by openid."""
+    """A WeChat user of the 邮箱安全助手 mini-program, known by (appid, openid).
 
-    openid = pw.CharField(max_length=128, unique=True)
+    An openid is only unique within one mini-program: a second mini-program, or a new appid,
+    gives the same person another openid, and another person may have this one there.
+    """
+
+    appid = pw.CharField(max_length=64, default="")
+    openid = pw.CharField(max_length=128)
     unionid = pw.CharField(max_length=128, default="")
     session_key = pw.TextField(default="")  # encrypted; never leaves the server
     created_at = pw.DateTimeField(default=utcnow)
     last_login_at = pw.DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("appid", "openid"), True),)
+
+    @property
+    def binding_id(self) -> str:
+        """What a WeChat Factor stores in external_id: ``appid:openid``."""
+        return f"{self.appid}:{self.openid}"
+
+    @classmethod
+    def of_binding(cls, binding_id: str) -> WeChatUser | None:
+        appid, _, openid = binding_id.partition(":")
+        return cls.get_or_none((cls.appid == appid) & (cls.openid == openid))
 
 
 class ApiToken(BaseModel):

@@ -106,3 +106,10 @@ def run_threads(app: Flask, count: int, work: Callable[[int], object]) -> list[t
     assert not any(t.is_alive() for t in threads), "a worker thread hung"
     assert all(r is not None for r in results)
     return results  # type: ignore[return-value]
+
+
+def openid_of(factor) -> str:
+    """The WeChat openid a 微信 factor rests on (it stores ``appid:openid``)."""
+    appid, sep, openid = factor.external_id.partition(":")
+    assert sep and appid.startswith("wx"), factor.external_id
+    return openid

@@ -28,7 +28,7 @@ def create_session():
     if not isinstance(code, str):
         raise InvalidInput("缺少 code", code="invalid_code")
     session = client.code_to_session(code)
-    token, expires_in = wechat.sign_in(session.openid, session.unionid, session.session_key)
+    token, expires_in = wechat.sign_in(session.appid, session.openid, session.unionid, session.session_key)
     return jsonify(token=token, expires_in=expires_in)
 
 

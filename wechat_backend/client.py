@@ -39,6 +39,7 @@ class WeChatError(DomainError):
 
 @dataclass(frozen=True)
 class WeChatSession:
+    appid: str  # the mini-program: an openid means one person within one appid only
     openid: str
     unionid: str
     session_key: str
@@ -113,7 +114,7 @@ def code_to_session(code: str) -> WeChatSession:
             raise _mapped(None) from exc
         if not isinstance(result, dict) or not result.get("openid") or not result.get("session_key"):
             raise _mapped(None)
-        return WeChatSession(result["openid"], result.get("unionid", ""), result["session_key"])
+        return WeChatSession(client.appid, result["openid"], result.get("unionid", ""), result["session_key"])
     raise _mapped(None)
 
 

@@ -11,7 +11,7 @@ import peewee
 
 from portal.db import db
 from portal.models import AppPassword, Enrollment, Factor, User, utcnow
-from portal.services import audit, passwords, sessions, throttle, trust
+from portal.services import audit, passwords, revocation, throttle
 from portal.services.client import Client
 from portal.services.errors import Conflict, InvalidInput, NotAllowed, NotFound
 
@@ -122,8 +122,7 @@ def set_password(account: str, password: str, client: Client | None = None) -> U
         User.update(password_hash=passwords.hash_password(password), password_changed_at=utcnow()).where(
             User.id == user.id
         ).execute()
-        sessions.end_all(user, "password_changed")
-        trust.revoke_all(user, "password_changed", client)
+        revocation.revoke_access(user, "password_changed", client)
         revoked = AppPassword.delete().where(AppPassword.user == user).execute()
         audit.record("password_changed", user=user, client=client, detail=f"{revoked} app password(s) revoked")
     return user
@@ -135,10 +134,10 @@ def reset_2fa(account: str, reason: str, by: User | None = None, client: Client 
         raise InvalidInput("请填写重置原因")
     user = get(account)
     with db.atomic():
+        factors = list(Factor.select().where(Factor.user == user))
         removed = Factor.delete().where(Factor.user == user).execute()
         Enrollment.delete().where(Enrollment.user == user).execute()
-        sessions.end_all(user, "2fa_reset")
-        trust.revoke_all(user, "2fa_reset", client)
+        revocation.revoke_access(user, "2fa_reset", client, removed=factors)
         detail = _detail(f"{removed} factor(s)", f"reason: {reason}", _by(by))
         audit.record("2fa_reset", user=user, client=client, detail=detail)
     return removed
@@ -158,8 +157,7 @@ def set_disabled(account: str, disabled: bool, by: User | None = None, client: C
     with db.atomic():
         User.update(disabled=disabled).where(User.id == user.id).execute()
         if disabled:
-            sessions.end_all(user, "disabled")
-            trust.revoke_all(user, "disabled", client)
+            revocation.revoke_access(user, "disabled", client)
         audit.record("user_disabled" if disabled else "user_enabled", user=user, client=client, detail=_by(by))
     return get(account)
 

@@ -21,8 +21,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from portal import crypto
 from portal.db import db
-from portal.models import Device, DeviceSignature, Factor, LoginSession, Ticket, User, utcnow
-from portal.services import audit, factors, otp, sessions, tickets, trust, useragent
+from portal.models import Device, DeviceSignature, Factor, Ticket, User, utcnow
+from portal.services import factors, otp, sessions, tickets, useragent
 from portal.services.client import Client
 from portal.services.errors import Conflict, Expired, InvalidCredentials, InvalidInput, NotAllowed, NotFound
 
@@ -56,34 +56,26 @@ def enroll(
     ticket = tickets.by_token(ticket_token, METHOD)
     if ticket.purpose != "bind":
         raise InvalidInput("这不是绑定二维码", code="wrong_purpose")
-    if ticket.session.ended_at is not None:
-        raise Conflict("网页已退出登录,请重新操作", code="session_ended")
+    tickets.require_live_session(ticket)
     if ticket.session.stage not in (sessions.FULL, sessions.BINDING):  # invariant 7, as for 微信
         raise NotAllowed("网页登录未完成", code="session_not_full")
     device_id = "dev_" + secrets.token_urlsafe(12)
     secret = otp.new_secret()
-    try:
-        with db.atomic():
-            tickets.decide(ticket, device_id, approve=True)
-            if ticket.replaces:
-                if not factors.use_grant(ticket.session, "change:app"):
-                    raise Expired("修改的验证已过期,请在网页上重新操作", code="grant_expired")
-                Factor.delete().where((Factor.user == ticket.user_id) & (Factor.method == METHOD)).execute()
-                trust.revoke_all(ticket.user, "app changed", client)
-            Device.create(device_id=device_id, user=ticket.user_id, public_key=public_key, name=name, platform=platform)
-            label = f"{name} ({platform})" if platform else name
-            Factor.create(
-                user=ticket.user_id, method=METHOD, label=label, external_id=device_id, secret=crypto.encrypt(secret)
-            )
-    except peewee.IntegrityError as exc:
-        raise Conflict("该帐号已绑定邮箱安全 App", code="already_bound") from exc
-    audit.record(
-        "factor_changed" if ticket.replaces else "factor_bound",
-        user=ticket.user,
-        method=METHOD,
-        client=client,
-        detail=f"device {device_id} {name} ({platform})",
-    )
+    label = f"{name} ({platform})" if platform else name
+    with db.atomic():
+        tickets.decide(ticket, device_id, approve=True)
+        factors.commit_binding(
+            ticket.session,
+            ticket.user,
+            METHOD,
+            client,
+            replaces=ticket.replaces,
+            detail=f"device {device_id} {label}",
+            label=label,
+            external_id=device_id,
+            secret=crypto.encrypt(secret),
+        )
+        Device.create(device_id=device_id, user=ticket.user_id, public_key=public_key, name=name, platform=platform)
     return {
         "device_id": device_id,
         "account": ticket.user.account,
@@ -123,19 +115,6 @@ def authenticate(request: SignedRequest) -> Device:
 
 def pending(device: Device) -> list[dict]:
     """Open push challenges for this device's account, newest first."""
-    rows = (
-        Ticket.select()
-        .join(LoginSession)
-        .where(
-            LoginSession.ended_at.is_null()
-            & (Ticket.user == device.user_id)
-            & (Ticket.method == METHOD)
-            & (Ticket.channel == "push")
-            & Ticket.state.in_(tickets.OPEN)
-            & (Ticket.expires_at > utcnow())
-        )
-        .order_by(Ticket.id.desc())
-    )
     return [
         {
             "id": ticket.id,
@@ -145,7 +124,7 @@ def pending(device: Device) -> list[dict]:
             "choices": [int(n) for n in ticket.choices.split(",") if n],
             "expires_in": tickets.expires_in(ticket),
         }
-        for ticket in rows
+        for ticket in tickets.open_pushes(device.user_id).where(Ticket.method == METHOD)
     ]
 
 
@@ -181,10 +160,9 @@ def approve_scan(device: Device, ticket_token: str, trust_device: bool, client: 
 
 
 def remove(device: Device, client: Client | None = None) -> None:
-    """The App removed this account: the App factor goes, like 解绑 (policy permitting)."""
+    """The App removed this account: the App factor goes, like 解绑 (policy permitting), with this device."""
     user = User.get_by_id(device.user_id)
     factors.remove(user, METHOD, client or Client(), via="app")
-    Device.delete().where(Device.id == device.id).execute()
 
 
 def describe(ticket: Ticket) -> dict:
@@ -204,14 +182,12 @@ def _challenge(device: Device, challenge_id: int) -> Ticket:
         raise NotFound("授权请求不存在", code="challenge_not_found")
     if tickets.state_of(ticket) == tickets.EXPIRED:
         raise Expired("授权请求已过期", code="challenge_expired")
-    if ticket.session.ended_at is not None:
-        raise Conflict("网页已退出登录,请重新操作", code="session_ended")
+    tickets.require_live_session(ticket)
     return ticket
 
 
 def _deny(ticket: Ticket, device: Device, reason: str, client: Client | None) -> None:
-    tickets.decide(ticket, device.device_id, approve=False)
-    Ticket.update(deny_reason=reason).where(Ticket.id == ticket.id).execute()
+    tickets.decide(ticket, device.device_id, approve=False, deny_reason=reason)
     outcome = "not_me" if reason == tickets.NOT_ME else "denied"
     tickets.record(ticket, f"app_{ticket.purpose}_denied", outcome, client, detail=reason)
 
@@ -219,8 +195,7 @@ def _deny(ticket: Ticket, device: Device, reason: str, client: Client | None) ->
 def _check_owner(ticket: Ticket, device: Device) -> None:
     if ticket.user_id != device.user_id:
         raise NotAllowed("该帐号未绑定此设备", code="not_bound_to_you")
-    if ticket.session.ended_at is not None:
-        raise Conflict("网页已退出登录,请重新操作", code="session_ended")
+    tickets.require_live_session(ticket)
 
 
 def _is_bound(device: Device) -> bool:

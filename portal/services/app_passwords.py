@@ -19,8 +19,8 @@ import peewee
 from portal import crypto
 from portal.config import MAIL_PROTOCOLS
 from portal.db import db, lock_rows
-from portal.models import AppPassword, Factor, User, utcnow
-from portal.services import accounts, audit, passwords, policy, throttle
+from portal.models import AppPassword, Factor, LoginSession, User, utcnow
+from portal.services import accounts, audit, passwords, policy, step_up, throttle
 from portal.services.client import Client
 from portal.services.errors import Conflict, InvalidInput, NotFound, Throttled
 
@@ -89,6 +89,12 @@ def create(user: User, name: str | None, client: Client) -> tuple[AppPassword, s
         raise Conflict("已有同名的专用密码,请换一个名称", code="name_taken") from exc
     audit.record("app_password_created", user=user, client=client, detail=f"id={row.id} name={name}")
     return row, plaintext
+
+
+def issue(session: LoginSession, name: str | None, client: Client) -> tuple[AppPassword, str]:
+    """生成专用密码 in the browser: a long-lived credential, so it needs a fresh verification (step-up)."""
+    step_up.require(session, "app-password")
+    return create(session.user, name, client)
 
 
 def listing(user: User) -> list[AppPassword]:

@@ -8,15 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import peewee
-
 from portal import crypto
-from portal.db import db
 from portal.models import Factor, LoginSession, User
-from portal.services import accounts, audit, factors, mailed_codes, otp, policy, throttle, trust
+from portal.services import accounts, audit, factors, mailed_codes, otp, throttle
 from portal.services.accounts import mask
 from portal.services.client import Client
-from portal.services.errors import Conflict, Expired, InvalidCode, InvalidInput, NotAllowed, NotFound
+from portal.services.errors import InvalidCode, InvalidInput, NotFound
 
 METHOD = "email"
 WRONG_CODE = "验证码错误或已过期,请重新获取"
@@ -32,11 +29,7 @@ class EmailEnrollment:
 
 def begin(session: LoginSession, user: User) -> EmailEnrollment:
     """Open (or reopen) the bind dialog: 绑定, or 修改 after a fresh verification."""
-    if METHOD not in policy.offered(user):
-        raise NotAllowed("备用邮箱需由管理员开通")
-    purpose = "rebind" if factors.has_grant(session, f"change:{METHOD}") else "bind"
-    if purpose == "bind" and METHOD in factors.bound_methods(user):
-        raise Conflict("备用邮箱已绑定;如需更换请使用“修改”")
+    purpose = factors.binding_purpose(session, user, METHOD)
     code = mailed_codes.pending(session, "bind")
     return EmailEnrollment(purpose, mask(mailed_codes.address_of(code)) if code else "")
 
@@ -59,20 +52,18 @@ def confirm(session: LoginSession, user: User, raw_code: str | None, client: Cli
                 raise InvalidCode(WRONG_CODE)
         except InvalidCode as exc:
             audit.record("factor_bind", user=user, method=METHOD, outcome="fail", client=client, detail=exc.code)
-            raise
+            raise InvalidCode(exc.message + attempt.warning(), code=exc.code) from None
         address = mailed_codes.address_of(code)
-        try:
-            with db.atomic():
-                if purpose == "rebind":
-                    if not factors.use_grant(session, f"change:{METHOD}"):
-                        raise Expired("修改的验证已过期,请重新验证")
-                    Factor.delete().where((Factor.user == user) & (Factor.method == METHOD)).execute()
-                    trust.revoke_all(user, f"{METHOD} changed", client)
-                factor = Factor.create(user=user, method=METHOD, label=mask(address), secret=crypto.encrypt(address))
-        except peewee.IntegrityError as exc:
-            raise Conflict("备用邮箱已绑定") from exc
+        factor = factors.commit_binding(
+            session,
+            user,
+            METHOD,
+            client,
+            replaces=purpose == "rebind",
+            label=mask(address),
+            secret=crypto.encrypt(address),
+        )
         attempt.succeeded()
-    audit.record("factor_changed" if purpose == "rebind" else "factor_bound", user=user, method=METHOD, client=client)
     return factor
 
 

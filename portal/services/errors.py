@@ -33,8 +33,8 @@ class Throttled(DomainError):
     code = "throttled"
     status = 429
 
-    def __init__(self, message: str, retry_after: int):
-        super().__init__(message)
+    def __init__(self, message: str, retry_after: int, code: str | None = None):
+        super().__init__(message, code)
         self.retry_after = retry_after
 
 
@@ -63,3 +63,9 @@ class Unavailable(DomainError):
 
     code = "unavailable"
     status = 503
+
+
+class SecretUnreadable(Unavailable):
+    """A secret stored encrypted cannot be decrypted (another PORTAL_DATA_KEY, a damaged row)."""
+
+    code = "secret_unreadable"

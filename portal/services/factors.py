@@ -11,9 +11,9 @@ from flask import current_app
 from portal import crypto
 from portal.db import db, lock_rows
 from portal.models import Enrollment, Factor, Grant, LoginSession, User, utcnow
-from portal.services import audit, mailed_codes, otp, policy, throttle, trust
+from portal.services import audit, mailed_codes, otp, policy, revocation, sessions, step_up, throttle
 from portal.services.client import Client
-from portal.services.errors import Conflict, Expired, InvalidCode, NotAllowed, NotFound
+from portal.services.errors import Conflict, Expired, InvalidCode, NotAllowed, NotFound, SecretUnreadable
 
 ENROLLMENT_TTL = timedelta(minutes=10)
 GRANT_TTL = timedelta(minutes=10)
@@ -52,29 +52,45 @@ def verify(
 ) -> Factor:
     """Check a 6-digit code of one bound factor: throttled, strict, used at most once.
 
-    备用邮箱 codes are mailed to one browser session: only that ``session`` may use them.
+    A wrong code says how many tries are left once few remain. 备用邮箱 codes are mailed to one
+    browser session: only that ``session`` may use them. A factor whose secret cannot be read fails
+    closed (503, audited), without counting against the user.
     """
-    attempt = throttle.begin("otp", user.account, client.ip)
-    factor = Factor.get_or_none((Factor.user == user) & (Factor.method == method))
-    try:
-        code = otp.parse_code(raw_code)
-        if factor is None or method not in CODE_METHODS:
-            raise InvalidCode("该验证方式未绑定")
-        if method == "email":
-            if session is None or mailed_codes.consume(session, "verify", code) is None:
-                raise InvalidCode("验证码错误或已过期,请重新获取")
-        else:
-            step = otp.matching_step(crypto.decrypt(factor.secret), code)
-            if step is None:
-                raise InvalidCode("验证码错误,请重新输入")
-            if not _claim_step(factor, step):
-                raise InvalidCode("该验证码已使用,请等待下一个验证码", code="code_reused")
-    except InvalidCode as exc:
-        audit.record(f"{purpose}_verify", user=user, method=method, outcome="fail", client=client, detail=exc.code)
-        raise
-    attempt.succeeded()
+    with throttle.begin("otp", user.account, client.ip) as attempt:
+        factor = Factor.of(user, method)
+        try:
+            _check_code(factor, method, raw_code, session)
+        except InvalidCode as exc:
+            audit.record(f"{purpose}_verify", user=user, method=method, outcome="fail", client=client, detail=exc.code)
+            raise InvalidCode(exc.message + attempt.warning(), code=exc.code) from None
+        except SecretUnreadable:
+            audit.record(
+                f"{purpose}_verify",
+                user=user,
+                method=method,
+                outcome="error",
+                client=client,
+                detail="secret_unreadable: the data key cannot decrypt this factor",
+            )
+            raise
+        attempt.succeeded()
     audit.record(f"{purpose}_verify", user=user, method=method, client=client)
     return factor
+
+
+def _check_code(factor: Factor | None, method: str, raw_code: str | None, session: LoginSession | None) -> None:
+    code = otp.parse_code(raw_code)
+    if factor is None or method not in CODE_METHODS:
+        raise InvalidCode("该验证方式未绑定")
+    if method == "email":
+        if session is None or mailed_codes.consume(session, "verify", code) is None:
+            raise InvalidCode("验证码错误或已过期,请重新获取")
+        return
+    step = otp.matching_step(crypto.decrypt(factor.secret), code)
+    if step is None:
+        raise InvalidCode("验证码错误,请重新输入")
+    if not _claim_step(factor, step):
+        raise InvalidCode("该验证码已使用,请等待下一个验证码", code="code_reused")
 
 
 def _claim_step(factor: Factor, step: int) -> bool:
@@ -87,13 +103,28 @@ def _claim_step(factor: Factor, step: int) -> bool:
     )
 
 
+def binding_purpose(session: LoginSession, user: User, method: str) -> str:
+    """May this session start binding ``method`` now? "rebind" for the second half of 修改, else "bind".
+
+    The method must be offered and not bound yet (修改 replaces instead); binding another factor
+    next to a bound one needs a fresh verification (step-up).
+    """
+    label = policy.METHODS[method].label
+    if method not in policy.offered(user):
+        raise NotAllowed(f"{label}需由管理员开通")
+    if has_grant(session, f"change:{method}"):
+        return "rebind"
+    bound = bound_methods(user)
+    if method in bound:
+        raise Conflict(f"{label}已绑定;如需更换请使用“修改”", code="already_bound")
+    if bound:
+        step_up.require(session, f"bind-{method}")
+    return "bind"
+
+
 def begin_totp(session: LoginSession, user: User) -> TotpEnrollment:
     """Start binding 第三方 OTP: a fresh secret, kept pending until a code confirms it."""
-    if "totp" not in policy.offered(user):
-        raise NotAllowed("第三方 OTP 需由管理员开通")
-    purpose = "rebind" if has_grant(session, "change:totp") else "bind"
-    if purpose == "bind" and "totp" in bound_methods(user):
-        raise Conflict("第三方 OTP 已绑定;如需更换请使用“修改”")
+    purpose = binding_purpose(session, user, "totp")
     secret = otp.new_secret()
     with db.atomic():
         Enrollment.delete().where((Enrollment.session == session) & (Enrollment.method == "totp")).execute()
@@ -115,48 +146,66 @@ def confirm_totp(session: LoginSession, user: User, enrollment_id: int, raw_code
     )
     if enrollment is None or enrollment.expires_at <= utcnow():
         raise Expired("绑定已过期,请重新开始绑定")
-    attempt = throttle.begin("otp", user.account, client.ip)
-    try:  # a malformed code is a failed attempt too, audited like a wrong one
-        step = otp.matching_step(crypto.decrypt(enrollment.secret), otp.parse_code(raw_code))
-        if step is None:
-            raise InvalidCode("验证码错误,请确认 App 中显示的是本账号的验证码")
-    except InvalidCode as exc:
-        audit.record("factor_bind", user=user, method="totp", outcome="fail", client=client, detail=exc.code)
-        raise
-    try:
+    with throttle.begin("otp", user.account, client.ip) as attempt:
+        try:  # a malformed code is a failed attempt too, audited like a wrong one
+            step = otp.matching_step(crypto.decrypt(enrollment.secret), otp.parse_code(raw_code))
+            if step is None:
+                raise InvalidCode("验证码错误,请确认 App 中显示的是本账号的验证码")
+        except InvalidCode as exc:
+            audit.record("factor_bind", user=user, method="totp", outcome="fail", client=client, detail=exc.code)
+            raise InvalidCode(exc.message + attempt.warning(), code=exc.code) from None
         with db.atomic():
-            factor = _replace_with(enrollment, session, step)
-    except peewee.IntegrityError as exc:
-        raise Conflict("第三方 OTP 已绑定") from exc
-    attempt.succeeded()
-    event = "factor_changed" if enrollment.purpose == "rebind" else "factor_bound"
-    audit.record(event, user=user, method="totp", client=client)
+            claimed = Enrollment.delete().where((Enrollment.id == enrollment.id) & (Enrollment.expires_at > utcnow()))
+            if claimed.execute() != 1:
+                raise Expired("绑定已完成或已过期")
+            factor = commit_binding(
+                session,
+                user,
+                "totp",
+                client,
+                replaces=enrollment.purpose == "rebind",
+                secret=enrollment.secret,
+                last_used_step=step,
+                last_used_at=utcnow(),
+            )
+        attempt.succeeded()
     return factor
 
 
-def _replace_with(enrollment: Enrollment, session: LoginSession, step: int) -> Factor:
-    """Inside a transaction: consume the enrollment (and the 修改 grant), then store the factor."""
-    if Enrollment.delete().where((Enrollment.id == enrollment.id) & (Enrollment.expires_at > utcnow())).execute() != 1:
-        raise Expired("绑定已完成或已过期")
-    if enrollment.purpose == "rebind":
-        if not use_grant(session, f"change:{enrollment.method}"):
-            raise Expired("修改的验证已过期,请重新验证")
-        Factor.delete().where((Factor.user == enrollment.user_id) & (Factor.method == enrollment.method)).execute()
-        trust.revoke_all(enrollment.user, f"{enrollment.method} changed")
-    return Factor.create(
-        user=enrollment.user_id,
-        method=enrollment.method,
-        secret=enrollment.secret,
-        last_used_step=step,
-        last_used_at=utcnow(),
-    )
+def commit_binding(
+    session: LoginSession, user: User, method: str, client: Client | None, replaces: bool, detail: str = "", **fields
+) -> Factor:
+    """Store a newly confirmed factor (inside the caller's transaction); 修改 replaces the old one only now.
+
+    A 修改 spends its grant, and the old factor goes with everything that rested on it (invariant 14);
+    the session that bound the factor has just proved it (a fresh verification).
+    """
+    label = policy.METHODS[method].label
+    with db.atomic():
+        if replaces:
+            if not use_grant(session, f"change:{method}"):
+                raise Expired("修改的验证已过期,请在网页上重新操作", code="grant_expired")
+            old = Factor.of(user, method)
+            Factor.delete().where((Factor.user == user) & (Factor.method == method)).execute()
+            # What rested on the old factor goes, unless the new one rests on the same (微信 bound again).
+            gone = [old] if old and old.external_id != fields.get("external_id") else []
+            revocation.revoke_access(user, f"{method} changed", client, keep=session, removed=gone)
+        try:
+            with db.atomic():
+                factor = Factor.create(user=user, method=method, **fields)
+        except peewee.IntegrityError as exc:
+            raise Conflict(f"{label}已绑定;如需更换请使用“修改”", code="already_bound") from exc
+        sessions.mark_verified(session)
+        event = "factor_changed" if replaces else "factor_bound"
+        audit.record(event, user=user, method=method, client=client, detail=detail or fields.get("label", ""))
+    return factor
 
 
 def unbind(session: LoginSession, user: User, method: str, via: str, raw_code: str | None, client: Client) -> None:
     """解绑: verified by a code of ``via`` (this factor or another bound one)."""
     check_removable(user, method)
     verify(user, via, raw_code, client, "unbind", session)
-    remove(user, method, client, via)
+    remove(user, method, client, via, session)
 
 
 LAST_FACTOR = "管理员要求启用二次验证,不能解绑唯一的验证方式;如需更换请使用“修改”"
@@ -169,20 +218,22 @@ def check_removable(user: User, method: str) -> None:
         raise NotAllowed(LAST_FACTOR)
 
 
-def remove(user: User, method: str, client: Client, via: str) -> None:
-    """Delete a factor after its fresh verification; trusted devices go with it.
+def remove(user: User, method: str, client: Client, via: str, session: LoginSession | None = None) -> None:
+    """Delete a factor after its fresh verification, with all that rested on it (invariant 14).
 
     The delete comes first and the count after it, in one transaction with the account's row
-    locked, so that two parallel unbinds cannot leave a forced user with no factor.
+    locked, so that two parallel unbinds cannot leave a forced user with no factor. The user's
+    other sessions end; ``session``, the one that asked, stays.
     """
     with db.atomic():
         lock_rows(User.select(User.id).where(User.id == user.id))
-        if not Factor.delete().where((Factor.user == user) & (Factor.method == method)).execute():
+        factor = Factor.of(user, method)
+        if factor is None or not Factor.delete().where(Factor.id == factor.id).execute():
             raise NotFound("该验证方式未绑定")
         if policy.must_bind(user) and not Factor.select().where(Factor.user == user).exists():
             raise NotAllowed(LAST_FACTOR)  # rolls the delete back
         Enrollment.delete().where((Enrollment.user == user) & (Enrollment.method == method)).execute()
-        trust.revoke_all(user, f"{method} unbound", client)
+        revocation.revoke_access(user, f"{method} unbound", client, keep=session, removed=[factor])
         audit.record("factor_unbound", user=user, method=method, client=client, detail=f"verified by {via}")
 
 
@@ -192,7 +243,14 @@ def authorize_change(
     """修改, first half: a fresh verification grants one rebind of ``method`` in this session."""
     _require_bound(user, method)
     verify(user, via, raw_code, client, "change", session)
+    sessions.mark_verified(session)
     grant_change(session, method)
+
+
+def reverify(session: LoginSession, via: str, raw_code: str | None, client: Client) -> None:
+    """Step-up by a code of a bound factor: the session counts as freshly verified."""
+    verify(session.user, via, raw_code, client, "step_up", session)
+    sessions.mark_verified(session)
 
 
 def grant_change(session: LoginSession, method: str) -> None:

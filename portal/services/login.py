@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from portal.models import Factor, LoginSession, User
+from portal.db import db
+from portal.models import Factor, LoginSession, User, utcnow
 from portal.services import accounts, audit, factors, passwords, policy, sessions, throttle, trust
 from portal.services.client import Client
 from portal.services.errors import Conflict, InvalidCredentials, NotAllowed
+from portal.timezone import local_clock
 
 
 @dataclass
@@ -28,14 +30,16 @@ def password_step(
             audit.record("login_password", user=user, account=account, outcome="fail", client=client)
             raise InvalidCredentials("账号或密码错误")
         attempt.succeeded()
-    if passwords.needs_rehash(user.password_hash):
-        User.update(password_hash=passwords.hash_password(password)).where(User.id == user.id).execute()
-    stage = _stage_after_password(user, trust_token)
-    token = sessions.start(user, stage, client, previous)
-    audit.record("login_password", user=user, client=client, detail=f"next={stage}")
-    if stage == sessions.FULL:  # every finished login has one login_complete (the reports count them)
-        skipped = "trusted device" if Factor.select().where(Factor.user == user).exists() else "no second factor"
-        audit.record("login_complete", user=user, client=client, detail=skipped)
+    new_hash = passwords.hash_password(password) if passwords.needs_rehash(user.password_hash) else None
+    with db.atomic():  # all of it or nothing: no session without its audit trail
+        if new_hash:
+            User.update(password_hash=new_hash).where(User.id == user.id).execute()
+        stage = _stage_after_password(user, trust_token)
+        token = sessions.start(user, stage, client, previous)
+        audit.record("login_password", user=user, client=client, detail=f"next={stage}")
+        if stage == sessions.FULL:  # every finished login has one login_complete (the reports count them)
+            skipped = "trusted device" if Factor.select().where(Factor.user == user).exists() else "no second factor"
+            audit.record("login_complete", user=user, client=client, detail=skipped)
     return Step(token, stage)
 
 
@@ -50,17 +54,20 @@ def second_step(session: LoginSession, method: str, raw_code: str | None, trust_
     if session.stage != sessions.SECOND_FACTOR:
         raise Conflict("无需二次验证", code="not_pending")
     factors.verify(session.user, method, raw_code, client, "login", session)
-    token = sessions.advance(session, sessions.SECOND_FACTOR, sessions.FULL)
-    trust_token = trust.issue(session.user, client, method) if trust_device else None
-    audit.record("login_complete", user=session.user, method=method, client=client)
+    with db.atomic():
+        token = sessions.advance(session, sessions.SECOND_FACTOR, sessions.FULL)
+        trust_token = trust.issue(session.user, client, method) if trust_device else None
+        audit.record("login_complete", user=session.user, method=method, client=client)
     return Step(token, sessions.FULL, trust_token)
 
 
 def complete_by_scan(session: LoginSession, ticket, client: Client) -> Step:
     """The phone approved this browser's login ticket (确认授权并信任此设备 or 临时登录)."""
-    token = sessions.advance(session, sessions.SECOND_FACTOR, sessions.FULL)
-    trust_token = trust.issue(session.user, client, ticket.method) if ticket.trust_device else None
-    audit.record("login_complete", user=session.user, method=ticket.method, client=client, detail="by scan")
+    with db.atomic():
+        token = sessions.advance(session, sessions.SECOND_FACTOR, sessions.FULL)
+        trust_token = trust.issue(session.user, client, ticket.method) if ticket.trust_device else None
+        detail = "by push" if ticket.channel == "push" else "by scan"
+        audit.record("login_complete", user=session.user, method=ticket.method, client=client, detail=detail)
     return Step(token, sessions.FULL, trust_token)
 
 
@@ -73,6 +80,13 @@ def finish_forced_binding(session: LoginSession, client: Client) -> str | None:
     token = sessions.advance(session, sessions.BINDING, sessions.FULL)
     audit.record("login_complete", user=session.user, client=client, detail="after forced binding")
     return token
+
+
+def lock_notice(user: User, client: Client) -> str | None:
+    """While the second step of this account (or this IP) is locked: until when, in local time."""
+    now = utcnow()
+    until = throttle.locked_until("otp", user.account, client.ip, now)
+    return f"尝试次数过多,请于 {local_clock(until, now)} 后再试" if until else None
 
 
 def logout(session: LoginSession, client: Client) -> None:

@@ -1,7 +1,7 @@
 """备用邮箱 codes: six digits mailed on request, usable once, by the browser session that asked.
 
 A new code replaces the session's previous one for the same purpose. Sending is capped per account
-and IP (a throttle scope whose slots are never given back, like App pushes) and needs a pause
+and IP (``throttle.spend``: as many mails per window as failures are allowed) and needs a pause
 between two mails; wrong codes are throttled where they are checked (factors.verify).
 """
 
@@ -31,7 +31,11 @@ def send(session: LoginSession, user: User, purpose: str, address: str, client: 
     if last is not None and last.created_at > utcnow() - RESEND_AFTER:
         wait = int((last.created_at + RESEND_AFTER - utcnow()).total_seconds()) + 1
         raise Throttled(f"验证码已发送,如未收到请 {wait} 秒后重新发送", retry_after=wait)
-    throttle.begin("mailcode", user.account, client.ip)  # never given back: caps the mails per window
+    per_account, per_ip = (
+        int(current_app.config["THROTTLE_ACCOUNT_FAILURES"]),
+        int(current_app.config["THROTTLE_IP_FAILURES"]),
+    )
+    throttle.spend("mailcode", user.account, client.ip, per_account, per_ip, what="发送验证码邮件")
     code, salt = f"{secrets.randbelow(10**6):06d}", secrets.token_hex(8)
     MailedCode.delete().where((MailedCode.session == session) & (MailedCode.purpose == purpose)).execute()
     row = MailedCode.create(

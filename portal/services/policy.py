@@ -17,15 +17,45 @@ class Method:
     label: str
     built: bool  # implemented in this release
     self_service: bool  # the manual's recommended, always-offered methods
+    login_hint: str = ""  # the login page: where the user finds the 6-digit code
+    dialog_hint: str = ""  # 解绑/修改/安全验证 dialogs, after "解绑…前,": the manual's shorter words
 
 
 # Rows of 二次验证设置, in the manual's order.
 METHODS: dict[str, Method] = {
-    "app": Method("app", "邮箱安全 App", built=True, self_service=True),
-    "totp": Method("totp", "第三方 OTP", built=True, self_service=False),
-    "email": Method("email", "备用邮箱", built=True, self_service=False),
-    "wechat": Method("wechat", "微信", built=True, self_service=True),
-    "sms": Method("sms", "短信", built=False, self_service=False),
+    "app": Method(
+        "app",
+        "邮箱安全 App",
+        built=True,
+        self_service=True,
+        login_hint="打开【邮箱安全 App】,点击“+”选择“二次验证”,找到本账号的 6 位验证码",
+        dialog_hint="打开【邮箱安全 App】输入验证码",
+    ),
+    "totp": Method(
+        "totp",
+        "第三方 OTP",
+        built=True,
+        self_service=False,
+        login_hint="打开您的身份验证器 App(如 Microsoft Authenticator),输入本账号的 6 位验证码",
+        dialog_hint="打开您的身份验证器 App 输入验证码",
+    ),
+    "email": Method(
+        "email",
+        "备用邮箱",
+        built=True,
+        self_service=False,
+        login_hint="查收备用邮箱中的邮件,输入其中的 6 位验证码",
+        dialog_hint="输入发送到备用邮箱的验证码",
+    ),
+    "wechat": Method(
+        "wechat",
+        "微信",
+        built=True,
+        self_service=True,
+        login_hint="打开微信搜索“邮箱安全助手”小程序,找到本账号的 6 位验证码",
+        dialog_hint="打开【微信-邮箱安全助手】输入验证码",
+    ),
+    "sms": Method("sms", "短信", built=False, self_service=False, login_hint="输入短信中的 6 位验证码"),
 }
 
 ON_OFF = ("off", "on")

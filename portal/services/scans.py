@@ -1,22 +1,36 @@
-"""The browser's side of QR tickets: show a QR, poll it, act once the phone has decided."""
+"""The browser's side of phone approvals: show a QR or send a push, poll it, act once the phone has decided.
+
+Pushes are sent sparingly: opening a page or dialog sends at most one (a reload shows the open one
+again, and after one expired or was turned down nothing is sent by itself); a new push needs the
+user's click, a pause since the last one, and stays under its own cap. An unanswered push is no
+failed attempt.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
-from portal.models import LoginSession, Ticket, User
-from portal.services import backup_email, factors, login, policy, sessions, throttle, tickets
+from portal.db import db
+from portal.models import LoginSession, Ticket, User, utcnow
+from portal.services import backup_email, factors, login, sessions, throttle, tickets
 from portal.services.backup_email import EmailEnrollment
 from portal.services.client import Client
-from portal.services.errors import Conflict, NotAllowed, Throttled
+from portal.services.errors import DomainError, NotAllowed, Throttled
 from portal.services.factors import TotpEnrollment
 from portal.services.tickets import NewTicket
 
 SCAN_METHODS = ("wechat", "app")  # approved on a phone: by QR, and the App also by push
+PREFERRED = ("app", "wechat", "totp", "email")  # the default verification: the manual's recommended first
 PUSH_OPEN_LIMIT = 3  # push challenges waiting at once per account
+PUSH_INTERVAL = timedelta(seconds=30)  # between two pushes of one browser for one purpose
+PUSHES_PER_WINDOW = (10, 30)  # per account, per IP, in each throttle window
 LABELS = {"wechat": "微信", "app": "邮箱安全 App"}
+# What the browser is told when the phone turned its request down: that it was refused, nothing more.
+# (Whoever sits at this browser may be the one the owner refused; the owner is told on 欢迎页.)
+REFUSED = "该请求已在手机上被拒绝,本次操作已取消。"
 DENIED = {
-    tickets.NOT_ME: "您已在 App 中选择“不是本人操作”,本次请求已取消。如非本人操作,请立即修改密码。",
+    tickets.NOT_ME: REFUSED,
     tickets.NUMBER_MISMATCH: "App 中选择的数字与网页显示的不一致,本次请求已取消,请重试。",
 }
 
@@ -25,65 +39,137 @@ DENIED = {
 class Progress:
     """Where a ticket stands for its browser; ``done`` once the browser has acted on it."""
 
-    state: str  # pending | scanned | denied | expired | consumed | done
+    state: str  # pending | scanned | denied | expired | consumed | refused | done
     ticket: Ticket
     message: str = ""
     step: login.Step | None = None  # a login (or forced binding) completed: new cookies
-    next: TotpEnrollment | NewTicket | None = None  # 修改: how the new factor is bound
+    next: TotpEnrollment | EmailEnrollment | NewTicket | None = None  # 修改: how the new factor is bound
+
+
+def preferred(bound: list[str]) -> str:
+    """The bound method a verification starts with (the user may switch: 更换验证方式)."""
+    return min(bound, key=lambda method: PREFERRED.index(method) if method in PREFERRED else len(PREFERRED))
+
+
+@dataclass
+class Challenge:
+    """What a verification step shows for one bound method: an App push, a QR, or a code form."""
+
+    method: str
+    mode: str  # push | qr | code
+    new: NewTicket | None = None  # the push or QR to wait for (push: None until one is sent)
+    error: str | None = None  # why the phone cannot be asked now (the code still works)
+
+
+def challenge(
+    session: LoginSession,
+    user: User,
+    method: str,
+    mode: str,
+    client: Client,
+    purpose: str = "login",
+    target: str = "",
+    resend: bool = False,
+) -> Challenge:
+    """The challenge for ``method`` in ``mode`` ("" = the method's default: push for the App, QR for 微信)."""
+    if method not in SCAN_METHODS:
+        return Challenge(method, "code")
+    mode = mode if mode in ("push", "qr", "code") else ("push" if method == "app" else "qr")
+    if mode == "push" and method != "app":
+        mode = "qr"
+    if mode == "code":
+        return Challenge(method, mode)
+    try:
+        if purpose == "login":
+            new = start_login(session, method, client, mode, resend)
+        else:
+            new = start_verify(session, user, method, purpose, target, client, mode, resend)
+    except Throttled as exc:  # pushes capped: the QR and the code still work
+        return Challenge(method, "code", error=exc.message)
+    return Challenge(method, mode, new)
 
 
 def start_bind(session: LoginSession, user: User, method: str, client: Client) -> NewTicket:
     """绑定 by scanning (or the second half of 修改): a QR the phone confirms."""
-    if method not in SCAN_METHODS or method not in policy.offered(user):
-        raise NotAllowed(f"{LABELS.get(method, method)}二次验证未开通")
-    replaces = factors.has_grant(session, f"change:{method}")
-    if not replaces and method in factors.bound_methods(user):
-        raise Conflict(f"{LABELS[method]}已绑定;如需更换请使用“修改”")
+    if method not in SCAN_METHODS:
+        raise NotAllowed("该验证方式不支持扫码绑定")
+    replaces = factors.binding_purpose(session, user, method) == "rebind"
     return tickets.create(session, user, method, "bind", client, replaces=replaces)
 
 
 def start_verify(
-    session: LoginSession, user: User, via: str, action: str, target: str, client: Client, channel: str = "qr"
-) -> NewTicket:
-    """解绑 / 修改 verified on the phone of the bound ``via`` factor (QR, or push for the App)."""
+    session: LoginSession,
+    user: User,
+    via: str,
+    purpose: str,
+    target: str,
+    client: Client,
+    channel: str = "qr",
+    resend: bool = False,
+) -> NewTicket | None:
+    """A fresh verification on the phone of the bound ``via`` factor, for 解绑 (unbind), 修改 (rebind)
+    or a sensitive step (verify): a QR, or a push to the App (None: no push is sent by itself now)."""
     if via not in SCAN_METHODS or via not in factors.bound_methods(user):
         raise NotAllowed("该验证方式不支持扫码")
-    if action == "unbind":
+    if purpose == "unbind":
         factors.check_removable(user, target)
-    purpose = "unbind" if action == "unbind" else "rebind"
-    return _create(session, user, via, purpose, client, channel, target=target)
+    if channel == "push":
+        return push(session, user, purpose, target, client, resend)
+    return tickets.create(session, user, via, purpose, client, target=target)
 
 
-def start_login(session: LoginSession, method: str, client: Client, channel: str = "qr") -> NewTicket:
-    """The second step on the phone: 扫码授权 (QR), or 打开 App 确认授权 (push)."""
+def start_login(
+    session: LoginSession, method: str, client: Client, channel: str = "qr", resend: bool = False
+) -> NewTicket | None:
+    """The second step on the phone: 扫码授权 (QR), or 打开 App 确认授权 (push; None: none sent by itself)."""
     if session.stage != sessions.SECOND_FACTOR or method not in factors.bound_methods(session.user):
         raise NotAllowed("当前无需此验证")
-    return _create(session, session.user, method, "login", client, channel)
-
-
-def _create(
-    session: LoginSession, user: User, method: str, purpose: str, client: Client, channel: str, target: str = ""
-) -> NewTicket:
     if channel == "push":
-        if method != "app":
-            raise NotAllowed("该验证方式不支持推送")
-        if tickets.open_pushes(user) >= PUSH_OPEN_LIMIT:
-            raise Throttled("待处理的授权请求过多,请先在 App 中处理,或使用验证码", retry_after=120)
-        throttle.begin("push", user.account, client.ip)  # never given back: caps pushes per window
-    return tickets.create(session, user, method, purpose, client, target=target, channel=channel)
+        return push(session, session.user, "login", "app", client, resend)
+    return tickets.create(session, session.user, method, "login", client)
+
+
+def push(
+    session: LoginSession, user: User, purpose: str, target: str, client: Client, resend: bool
+) -> NewTicket | None:
+    """The App push for this browser and purpose: the open one again, the first one, or (``resend``,
+    the user's click) a new one; None when the last one ended and nobody asked for another."""
+    earlier = tickets.pushes_of(session, purpose, target).first()
+    if earlier is not None and tickets.state_of(earlier) in tickets.OPEN and not resend:
+        return NewTicket(earlier, "")  # a push has no QR: the token is not needed again
+    if earlier is not None and not resend:
+        return None
+    if earlier is not None and utcnow() - earlier.created_at < PUSH_INTERVAL:
+        if tickets.state_of(earlier) in tickets.OPEN:
+            return NewTicket(earlier, "")
+        wait = int((earlier.created_at + PUSH_INTERVAL - utcnow()).total_seconds()) + 1
+        raise Throttled(f"授权请求刚刚发送过,请 {wait} 秒后再重新发送", retry_after=wait, code="rate_limited")
+    if tickets.open_pushes(user).count() >= PUSH_OPEN_LIMIT:
+        raise Throttled("待处理的授权请求过多,请先在 App 中处理,或使用验证码", retry_after=120, code="rate_limited")
+    throttle.spend("push", user.account, client.ip, *PUSHES_PER_WINDOW, what="发送授权请求")
+    return tickets.create(session, user, "app", purpose, client, target=target, channel="push")
 
 
 def progress(session: LoginSession, ticket_id: int, client: Client) -> Progress:
-    """Poll a ticket; the first poll after approval consumes it and does what it was for."""
+    """Poll a ticket; the first poll after approval consumes it and does what it was for.
+
+    Consuming and acting are one transaction: a failure on the way leaves the approval unused.
+    """
     ticket = tickets.of_session(session, ticket_id)
     state = tickets.state_of(ticket)
     if state == tickets.DENIED:
-        return Progress(state, ticket, DENIED.get(ticket.deny_reason, "已在手机上拒绝;如非本人操作,请及时修改密码"))
+        return Progress(state, ticket, DENIED.get(ticket.deny_reason, REFUSED))
     if state != tickets.APPROVED:
         return Progress(state, ticket)
-    if not tickets.consume(ticket):
-        return Progress(tickets.CONSUMED, ticket)
-    return _act(session, ticket, client)
+    try:
+        with db.atomic():
+            if not tickets.consume(ticket):
+                return Progress(tickets.CONSUMED, ticket)
+            return _act(session, ticket, client)
+    except DomainError as exc:  # locked, logged out or no longer allowed since the phone approved
+        if exc.status >= 500:
+            raise
+        return Progress("refused", ticket, exc.message)
 
 
 def _act(session: LoginSession, ticket: Ticket, client: Client) -> Progress:
@@ -96,8 +182,11 @@ def _act(session: LoginSession, ticket: Ticket, client: Client) -> Progress:
         return Progress("done", ticket, "绑定成功", step=step)
     if ticket.purpose == "unbind":
         factors.check_removable(user, ticket.target)
-        factors.remove(user, ticket.target, client, via=ticket.method)
+        factors.remove(user, ticket.target, client, ticket.method, session)
         return Progress("done", ticket, "解绑成功")
+    sessions.mark_verified(session)
+    if ticket.purpose == "verify":
+        return Progress("done", ticket, "验证成功")
     factors.grant_change(session, ticket.target)
     return Progress("done", ticket, "验证成功", next=begin_rebind(session, user, ticket.target, client))
 

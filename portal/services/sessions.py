@@ -1,8 +1,15 @@
-"""Server-side login sessions. The cookie holds a random token; the table holds its HMAC."""
+"""Server-side login sessions. The cookie holds a random token; the table holds its HMAC.
+
+A session is live until it ends (logout, revocation), idles out, reaches its absolute lifetime or,
+while half-logged-in (password passed, second step or forced binding not done), passes
+PORTAL_PENDING_MINUTES (invariant 15). ``verified_at`` is the last time this session proved a
+second factor; long-lived credentials ask for a fresh proof when it is older than
+PORTAL_STEP_UP_MINUTES.
+"""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from flask import current_app
 
@@ -14,11 +21,12 @@ from portal.services.errors import Conflict
 SECOND_FACTOR = "second_factor"  # password passed, second step pending
 BINDING = "binding"  # password passed, forced to bind a factor first
 FULL = "full"
+PENDING = (SECOND_FACTOR, BINDING)
 
 TOUCH_EVERY = timedelta(seconds=60)  # last_seen_at is written at most this often
 
 
-def start(user: User, stage: str, client: Client, previous: LoginSession | None = None) -> str:
+def start(user: User, stage: str, client: Client, previous: LoginSession | None = None, verified: bool = False) -> str:
     """Open a session after the password step; ends ``previous``; returns the cookie token."""
     if previous is not None:
         end(previous, "replaced")
@@ -30,6 +38,7 @@ def start(user: User, stage: str, client: Client, previous: LoginSession | None 
         ip=client.ip,
         user_agent=client.user_agent,
         expires_at=utcnow() + timedelta(hours=int(current_app.config["SESSION_MAX_HOURS"])),
+        verified_at=utcnow() if verified else None,
     )
     return token
 
@@ -44,26 +53,50 @@ def resolve(token: str | None) -> LoginSession | None:
         .where(LoginSession.token_hash == crypto.token_hash(token))
         .first()
     )
-    if session is None or session.ended_at is not None:
+    if session is None or not is_live(session):
         return None
     now = utcnow()
-    idle = timedelta(minutes=int(current_app.config["SESSION_IDLE_MINUTES"]))
-    if session.user.disabled:
-        end(session, "disabled")
-        return None
-    if now >= session.expires_at or now - session.last_seen_at >= idle:
-        end(session, "expired")
-        return None
     if now - session.last_seen_at >= TOUCH_EVERY:
         LoginSession.update(last_seen_at=now).where(LoginSession.id == session.id).execute()
     return session
 
 
-def advance(session: LoginSession, from_stage: str, to_stage: str) -> str:
-    """Move to the next stage under a new token; only one concurrent caller can win."""
+def is_live(session: LoginSession) -> bool:
+    """Whether the session may still act; a session found dead (disabled, too old, idle) is ended."""
+    if session.ended_at is not None:
+        return False
+    reason = _end_reason(session, utcnow())
+    if reason:
+        end(session, reason)
+        session.ended_at = utcnow()
+    return not reason
+
+
+def _end_reason(session: LoginSession, now: datetime) -> str:
+    config = current_app.config
+    idle = timedelta(minutes=int(config["SESSION_IDLE_MINUTES"]))
+    pending = timedelta(minutes=int(config["PENDING_MINUTES"]))
+    if session.user.disabled:
+        return "disabled"
+    if now >= session.expires_at or now - session.last_seen_at >= idle:
+        return "expired"
+    if session.stage in PENDING and now - session.created_at >= pending:
+        return "pending_expired"
+    return ""
+
+
+def advance(session: LoginSession, from_stage: str, to_stage: str, verified: bool = True) -> str:
+    """Move to the next stage under a new token; only one concurrent caller can win.
+
+    ``verified``: the step that completes it proved a second factor (not e.g. a trusted device).
+    """
     token = crypto.new_token()
+    now = utcnow()
+    fields = {"token_hash": crypto.token_hash(token), "stage": to_stage, "last_seen_at": now}
+    if verified:
+        fields["verified_at"] = now
     changed = (
-        LoginSession.update(token_hash=crypto.token_hash(token), stage=to_stage, last_seen_at=utcnow())
+        LoginSession.update(fields)
         .where(
             (LoginSession.id == session.id)
             & (LoginSession.token_hash == session.token_hash)
@@ -75,7 +108,21 @@ def advance(session: LoginSession, from_stage: str, to_stage: str) -> str:
     if changed != 1:
         raise Conflict("登录状态已变化,请重新登录", code="session_changed")
     session.token_hash, session.stage = crypto.token_hash(token), to_stage
+    session.verified_at = fields.get("verified_at", session.verified_at)
     return token
+
+
+def mark_verified(session: LoginSession) -> None:
+    """This session has just proved a second factor again (解绑/修改 verification, step-up, a new factor)."""
+    now = utcnow()
+    LoginSession.update(verified_at=now).where(LoginSession.id == session.id).execute()
+    session.verified_at = now
+
+
+def freshly_verified(session: LoginSession) -> bool:
+    """Proved a second factor within PORTAL_STEP_UP_MINUTES (a trusted-device login never has)."""
+    window = timedelta(minutes=int(current_app.config["STEP_UP_MINUTES"]))
+    return session.verified_at is not None and utcnow() - session.verified_at < window
 
 
 def end(session: LoginSession, reason: str) -> None:
@@ -84,10 +131,11 @@ def end(session: LoginSession, reason: str) -> None:
     ).execute()
 
 
-def end_all(user: User, reason: str) -> int:
-    """End every live session of a user (logout everywhere, password change, admin reset)."""
-    return (
-        LoginSession.update(ended_at=utcnow(), end_reason=reason)
-        .where((LoginSession.user == user) & LoginSession.ended_at.is_null())
-        .execute()
+def end_all(user: User, reason: str, keep: LoginSession | None = None) -> int:
+    """End every live session of a user but ``keep`` (the one that made the change, if any)."""
+    query = LoginSession.update(ended_at=utcnow(), end_reason=reason).where(
+        (LoginSession.user == user) & LoginSession.ended_at.is_null()
     )
+    if keep is not None:
+        query = query.where(LoginSession.id != keep.id)
+    return query.execute()

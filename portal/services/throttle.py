@@ -1,10 +1,13 @@
-"""Failure throttling per account and per client IP, kept in the database.
+"""Failure throttling and rate caps per account and per client IP, kept in the database.
 
 An attempt first reserves a slot with an atomic conditional increment
 (``failures = failures + 1 WHERE failures < limit``); a success gives the slot
 back. Parallel guesses can therefore never exceed the limit, and a locked
 counter is refused before any password or code is evaluated, so a lockout
 cannot be used as an oracle nor extended: it ends with its window.
+
+Caps (``spend``) use the same counters for things that are not guesses, such as App pushes and
+mailed codes: their slots are never given back, and reaching a cap is no lockout.
 """
 
 from __future__ import annotations
@@ -19,8 +22,10 @@ from portal.models import ThrottleCounter, utcnow
 from portal.services import audit
 from portal.services.client import Client
 from portal.services.errors import DomainError, Throttled
+from portal.timezone import local_clock
 
 EPOCH = datetime(1970, 1, 1)
+WARN_BELOW = 3  # after a failure, tell how many tries are left once this few remain
 
 
 @dataclass
@@ -31,12 +36,24 @@ class Attempt:
     (an error of status 5xx or an unexpected exception): that is no failure of the person trying.
     """
 
-    slots: list[tuple[str, str, datetime]] = field(default_factory=list)
+    slots: list[tuple[str, str, datetime, int]] = field(default_factory=list)  # scope, key, window, limit
 
     def succeeded(self) -> None:
-        for scope, key, window in self.slots:
+        for scope, key, window, _limit in self.slots:
             _bump(scope, key, window, -1)
         self.slots.clear()
+
+    def tries_left(self) -> int:
+        """Failures still allowed in this window after this one (the tightest of account and IP)."""
+        left = [limit - _count(scope, key, window) for scope, key, window, limit in self.slots]
+        return max(0, min(left)) if left else 0
+
+    def warning(self) -> str:
+        """What to add to a failure's message: the tries left once few remain, or until when it is locked."""
+        left = self.tries_left() if self.slots else WARN_BELOW + 1
+        if left == 0:
+            return f";已达尝试上限,请于 {_lock_end()} 后再试"
+        return f",还可尝试 {left} 次" if left <= WARN_BELOW else ""
 
     def __enter__(self) -> Attempt:
         return self
@@ -57,6 +74,13 @@ def _bump(scope: str, key: str, window: datetime, delta: int, limit: int | None 
     return query.execute()
 
 
+def _count(scope: str, key: str, window: datetime) -> int:
+    row = ThrottleCounter.get_or_none(
+        (ThrottleCounter.scope == scope) & (ThrottleCounter.key == key) & (ThrottleCounter.window_start == window)
+    )
+    return row.failures if row else 0
+
+
 def current_window(now: datetime) -> tuple[datetime, int]:
     """Start of the fixed window holding ``now`` and the seconds until it ends."""
     span = int(current_app.config["THROTTLE_WINDOW_MINUTES"]) * 60
@@ -65,36 +89,70 @@ def current_window(now: datetime) -> tuple[datetime, int]:
     return EPOCH + timedelta(seconds=start), start + span - elapsed
 
 
-def begin(scope: str, account: str, ip: str, now: datetime | None = None) -> Attempt:
-    """Reserve one failure slot for the account and the IP, or raise Throttled."""
-    window, retry_after = current_window(now or utcnow())
-    limits = [
-        ("acct", account.lower(), int(current_app.config["THROTTLE_ACCOUNT_FAILURES"])),
-        ("ip", ip, int(current_app.config["THROTTLE_IP_FAILURES"])),
-    ]
+def _lock_end(now: datetime | None = None) -> str:
+    """When the current window ends, as local time ("16:45")."""
+    now = now or utcnow()
+    _, retry_after = current_window(now)
+    return local_clock(now + timedelta(seconds=retry_after), now)
+
+
+def _limits(account: str, ip: str, per_account: int, per_ip: int) -> list[tuple[str, str, int]]:
+    both = (("acct", account.lower(), per_account), ("ip", ip, per_ip))
+    return [(kind, key, limit) for kind, key, limit in both if key]
+
+
+def _reserve(scope: str, limits: list[tuple[str, str, int]], window: datetime) -> tuple[Attempt, str]:
+    """Take one slot of each limit; on the first one that is full, give back what was taken."""
     attempt = Attempt()
     for kind, key, limit in limits:
-        if not key:
-            continue
         scoped = f"{scope}:{kind}"
         ThrottleCounter.insert(scope=scoped, key=key, window_start=window, failures=0).on_conflict_ignore().execute()
         if _bump(scoped, key, window, +1, limit=limit) != 1:
-            attempt.succeeded()  # release what this attempt already took
-            audit.record("locked_out", account=account, outcome="locked", client=Client(ip=ip), detail=scoped)
-            minutes = max(1, (retry_after + 59) // 60)
-            raise Throttled(f"尝试次数过多,请 {minutes} 分钟后再试", retry_after=retry_after)
-        attempt.slots.append((scoped, key, window))
+            attempt.succeeded()
+            return attempt, scoped
+        attempt.slots.append((scoped, key, window, limit))
+    return attempt, ""
+
+
+def _failure_limits() -> tuple[int, int]:
+    config = current_app.config
+    return int(config["THROTTLE_ACCOUNT_FAILURES"]), int(config["THROTTLE_IP_FAILURES"])
+
+
+def begin(scope: str, account: str, ip: str, now: datetime | None = None) -> Attempt:
+    """Reserve one failure slot for the account and the IP, or raise Throttled (locked until the window ends)."""
+    now = now or utcnow()
+    window, retry_after = current_window(now)
+    attempt, full = _reserve(scope, _limits(account, ip, *_failure_limits()), window)
+    if full:
+        audit.record("locked_out", account=account, outcome="locked", client=Client(ip=ip), detail=full)
+        raise Throttled(f"尝试次数过多,请于 {_lock_end(now)} 后再试", retry_after=retry_after)
     return attempt
+
+
+def spend(scope: str, account: str, ip: str, per_account: int, per_ip: int, what: str) -> None:
+    """Count one use against a cap (never given back); over it, Throttled naming ``what`` and until when."""
+    now = utcnow()
+    window, retry_after = current_window(now)
+    _, full = _reserve(scope, _limits(account, ip, per_account, per_ip), window)
+    if full:
+        audit.record("rate_limited", account=account, outcome="limited", client=Client(ip=ip), detail=full)
+        raise Throttled(f"{what}过于频繁,请于 {_lock_end(now)} 后再试", retry_after=retry_after, code="rate_limited")
+
+
+def locked_until(scope: str, account: str, ip: str, now: datetime | None = None) -> datetime | None:
+    """When the lock on this account or IP ends, if either is at its failure limit now; else None."""
+    now = now or utcnow()
+    window, retry_after = current_window(now)
+    for kind, key, limit in _limits(account, ip, *_failure_limits()):
+        if _count(f"{scope}:{kind}", key, window) >= limit:
+            return now + timedelta(seconds=retry_after)
+    return None
 
 
 def failures(scope: str, account: str, now: datetime | None = None) -> int:
     window, _ = current_window(now or utcnow())
-    row = ThrottleCounter.get_or_none(
-        (ThrottleCounter.scope == f"{scope}:acct")
-        & (ThrottleCounter.key == account.lower())
-        & (ThrottleCounter.window_start == window)
-    )
-    return row.failures if row else 0
+    return _count(f"{scope}:acct", account.lower(), window)
 
 
 def unlock(account: str) -> int:

@@ -15,20 +15,22 @@ from flask import current_app
 
 from portal import crypto
 from portal.models import LoginSession, Ticket, User, utcnow
-from portal.services import audit
+from portal.services import audit, sessions, throttle
 from portal.services.client import Client
-from portal.services.errors import Conflict, Expired, NotFound
+from portal.services.errors import Conflict, Expired, NotFound, Throttled
+from portal.timezone import local_clock
 
 PENDING, SCANNED, APPROVED, DENIED, CONSUMED = "pending", "scanned", "approved", "denied", "consumed"
 # Why the App denied a push (Ticket.deny_reason): 不是本人操作, the wrong number picked, or 取消授权.
 NOT_ME, NUMBER_MISMATCH, DECLINED = "not_me", "number_mismatch", "declined"
 EXPIRED = "expired"  # shown, never stored: a ticket past expires_at is expired whatever its state
-PURPOSES = ("bind", "login", "unbind", "rebind")
+PURPOSES = ("bind", "login", "unbind", "rebind", "verify")  # verify: a fresh proof before a sensitive step
 TTL = {
     "login": timedelta(minutes=2),
     "bind": timedelta(minutes=5),
     "unbind": timedelta(minutes=2),
     "rebind": timedelta(minutes=2),
+    "verify": timedelta(minutes=2),
 }
 OPEN = (PENDING, SCANNED)
 
@@ -102,8 +104,8 @@ def _number_match() -> tuple[int, str]:
     return answer, ",".join(str(n) for n in shuffled)
 
 
-def open_pushes(user: User) -> int:
-    """Push challenges of this user still waiting for the App."""
+def open_pushes(user: User | int):
+    """Push challenges of this user still waiting for the App (a query, newest first)."""
     return (
         Ticket.select()
         .join(LoginSession)
@@ -114,7 +116,21 @@ def open_pushes(user: User) -> int:
             & (Ticket.expires_at > utcnow())
             & LoginSession.ended_at.is_null()  # a browser that logged out waits for nothing
         )
-        .count()
+        .order_by(Ticket.id.desc())
+    )
+
+
+def pushes_of(session: LoginSession, purpose: str, target: str):
+    """This browser session's pushes for one purpose (any state), newest first."""
+    return (
+        Ticket.select()
+        .where(
+            (Ticket.session == session)
+            & (Ticket.channel == "push")
+            & (Ticket.purpose == purpose)
+            & (Ticket.target == target)
+        )
+        .order_by(Ticket.id.desc())
     )
 
 
@@ -149,14 +165,38 @@ def mark_scanned(ticket: Ticket) -> None:
     ticket.state = SCANNED if ticket.state == PENDING else ticket.state
 
 
-def decide(ticket: Ticket, approver: str, approve: bool, trust_device: bool = False) -> None:
-    """pending|scanned → approved|denied, once; losers of a race get Conflict."""
+def require_live_session(ticket: Ticket) -> None:
+    """The browser that made the ticket is still logged in (not out, timed out or disabled)."""
+    if not sessions.is_live(ticket.session):
+        raise Conflict("网页已退出登录或登录已超时,请在网页上重新操作", code="session_ended")
+
+
+def check_open(ticket: Ticket) -> None:
+    """Invariant 13: a ticket completes only while its browser and account may still get in.
+
+    Consulted when the phone approves and again when the browser acts on the approval: the
+    browser's session is live, the account is enabled, and its second step is not locked (for the
+    account, or for the browser's IP) by too many wrong codes.
+    """
+    require_live_session(ticket)
+    now = utcnow()
+    until = throttle.locked_until("otp", ticket.user.account, ticket.ip, now)
+    if until is not None:
+        message = f"该帐号验证失败次数过多,已临时锁定,请于 {local_clock(until, now)} 后再试"
+        raise Throttled(message, retry_after=int((until - now).total_seconds()), code="account_locked")
+
+
+def decide(ticket: Ticket, approver: str, approve: bool, trust_device: bool = False, deny_reason: str = "") -> None:
+    """pending|scanned → approved|denied, once; losers of a race get Conflict. Approving checks ``check_open``."""
+    if approve:
+        check_open(ticket)
     now = utcnow()
     changed = (
         Ticket.update(
             state=APPROVED if approve else DENIED,
             approver=approver,
             trust_device=bool(trust_device and approve),
+            deny_reason="" if approve else deny_reason,
             decided_at=now,
         )
         .where((Ticket.id == ticket.id) & Ticket.state.in_(OPEN) & (Ticket.expires_at > now))
@@ -165,11 +205,15 @@ def decide(ticket: Ticket, approver: str, approve: bool, trust_device: bool = Fa
     if changed != 1:
         raise Conflict("该二维码已处理", code="ticket_used")
     ticket.state, ticket.approver = (APPROVED if approve else DENIED), approver
-    ticket.trust_device = bool(trust_device and approve)
+    ticket.trust_device, ticket.deny_reason = bool(trust_device and approve), "" if approve else deny_reason
 
 
 def consume(ticket: Ticket) -> bool:
-    """approved → consumed by the browser that created it; True for exactly one caller."""
+    """approved → consumed by the browser that created it; True for exactly one caller.
+
+    Checks ``check_open`` first: a lock or a disabled account since the approval stops it here too.
+    """
+    check_open(ticket)
     return Ticket.update(state=CONSUMED).where((Ticket.id == ticket.id) & (Ticket.state == APPROVED)).execute() == 1
 
 

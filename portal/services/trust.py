@@ -7,8 +7,8 @@ from datetime import timedelta
 from flask import current_app
 
 from portal import crypto
-from portal.models import TrustedDevice, User, utcnow
-from portal.services import audit
+from portal.models import LoginSession, TrustedDevice, User, utcnow
+from portal.services import audit, step_up
 from portal.services.client import Client
 from portal.services.errors import NotFound
 
@@ -76,6 +76,12 @@ def revoke(user: User, device_id: int, client: Client) -> None:
     if not changed:
         raise NotFound("该设备不存在或已移除")
     audit.record("trusted_device_revoked", user=user, client=client, detail=f"id={device_id}")
+
+
+def clear(session: LoginSession, client: Client) -> int:
+    """全部清除 by the user: every trusted device of this account goes (needs a fresh verification)."""
+    step_up.require(session, "trusted-devices")
+    return revoke_all(session.user, "revoked by user", client)
 
 
 def revoke_all(user: User, reason: str, client: Client | None = None) -> int:

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from datetime import UTC, timedelta
-
-import peewee
 
 from portal import crypto
 from portal.db import db
 from portal.models import ApiToken, Factor, Ticket, WeChatUser, utcnow
-from portal.services import audit, factors, otp, sessions, tickets, trust, useragent
+from portal.services import factors, otp, sessions, tickets, trust, useragent
 from portal.services.accounts import mask
 from portal.services.client import Client
-from portal.services.errors import Conflict, Expired, InvalidCredentials, InvalidInput, NotAllowed
+from portal.services.errors import InvalidCredentials, InvalidInput, NotAllowed, SecretUnreadable
+
+log = logging.getLogger(__name__)
 
 TOKEN_TTL = timedelta(hours=2)
 METHOD = "wechat"
@@ -22,20 +23,23 @@ CHOICES = {
     "bind": ["confirm", "deny"],
     "unbind": ["confirm", "deny"],
     "rebind": ["confirm", "deny"],
+    "verify": ["confirm", "deny"],  # a fresh verification before a sensitive step (e.g. 生成专用密码)
 }
 
 
-def sign_in(openid: str, unionid: str, session_key: str) -> tuple[str, int]:
-    """After code2session: remember the WeChat user, issue an opaque bearer token."""
+def sign_in(appid: str, openid: str, unionid: str, session_key: str) -> tuple[str, int]:
+    """After code2session: remember the WeChat user of this mini-program, issue an opaque bearer token."""
     if not openid:
         raise InvalidInput("微信登录失败", code="invalid_code")
     now = utcnow()
     with db.atomic():
-        WeChatUser.insert(openid=openid, unionid=unionid, session_key=crypto.encrypt(session_key)).on_conflict(
-            conflict_target=[WeChatUser.openid],
+        WeChatUser.insert(
+            appid=appid, openid=openid, unionid=unionid, session_key=crypto.encrypt(session_key)
+        ).on_conflict(
+            conflict_target=[WeChatUser.appid, WeChatUser.openid],
             update={WeChatUser.session_key: crypto.encrypt(session_key), WeChatUser.last_login_at: now},
         ).execute()
-        wx_user = WeChatUser.get(WeChatUser.openid == openid)
+        wx_user = WeChatUser.get((WeChatUser.appid == appid) & (WeChatUser.openid == openid))
         token = crypto.new_token()
         ApiToken.create(token_hash=crypto.token_hash(token), wechat_user=wx_user, expires_at=now + TOKEN_TTL)
     return token, int(TOKEN_TTL.total_seconds())
@@ -60,21 +64,23 @@ def accounts(wx_user: WeChatUser, now: float | None = None) -> list[dict]:
     """Every mail account bound to this WeChat user, with its current 6-digit code."""
     now = time.time() if now is None else now
     step, remaining = otp.current_step(now), otp.PERIOD - int(now % otp.PERIOD)
-    factors = (
-        Factor.select()
-        .where((Factor.method == METHOD) & (Factor.external_id == wx_user.openid))
-        .order_by(Factor.created_at)
-    )
-    return [
-        {
-            "id": f.id,
-            "account": f.user.account,
-            "code": otp.code_at(crypto.decrypt(f.secret), step),
-            "period": otp.PERIOD,
-            "remaining": remaining,
-        }
-        for f in factors
-    ]
+    rows = []
+    for factor in _bound(wx_user).order_by(Factor.created_at):
+        try:
+            code = otp.code_at(crypto.decrypt(factor.secret), step)
+        except SecretUnreadable:  # fail closed for this account only; the others still show their codes
+            log.error("WeChat factor %s: secret unreadable with this PORTAL_DATA_KEY", factor.id)
+            continue
+        rows.append(
+            {
+                "id": factor.id,
+                "account": factor.user.account,
+                "code": code,
+                "period": otp.PERIOD,
+                "remaining": remaining,
+            }
+        )
+    return rows
 
 
 def preview(wx_user: WeChatUser, token: str) -> dict:
@@ -91,7 +97,7 @@ def preview(wx_user: WeChatUser, token: str) -> dict:
 
 
 def confirm(wx_user: WeChatUser, token: str, client: Client | None = None) -> dict:
-    """确认 for bind / unbind / rebind tickets. A bind stores the new factor at once."""
+    """确认 for bind / unbind / rebind / verify tickets. A bind stores the new factor at once."""
     ticket = _ticket_for(wx_user, token)
     if ticket.purpose == "login":
         raise InvalidInput("登录请求请选择授权方式", code="wrong_purpose")
@@ -115,52 +121,41 @@ def approve(wx_user: WeChatUser, token: str, trust_device: bool, client: Client 
 
 def deny(wx_user: WeChatUser, token: str, client: Client | None = None) -> dict:
     ticket = _ticket_for(wx_user, token)
-    tickets.decide(ticket, wx_user.openid, approve=False)
+    tickets.decide(ticket, wx_user.openid, approve=False, deny_reason=tickets.DECLINED)
     tickets.record(ticket, f"wechat_{ticket.purpose}_denied", "denied", client)
     return {"state": ticket.state, "purpose": ticket.purpose}
+
+
+def _bound(wx_user: WeChatUser):
+    """The WeChat factors this WeChat user holds (of this mini-program)."""
+    return Factor.select().where((Factor.method == METHOD) & (Factor.external_id == wx_user.binding_id))
 
 
 def _ticket_for(wx_user: WeChatUser, token: str) -> Ticket:
     """Only the WeChat user bound to the account may see or decide its non-bind tickets."""
     ticket = tickets.by_token(token, METHOD)
-    if ticket.purpose != "bind" and not _holds_factor(ticket, wx_user):
+    if ticket.purpose != "bind" and not _bound(wx_user).where(Factor.user == ticket.user_id).exists():
         raise NotAllowed("该帐号未绑定当前微信", code="not_bound_to_you")
-    if ticket.session.ended_at is not None:
-        raise Conflict("网页已退出登录,请重新操作", code="session_ended")
+    tickets.require_live_session(ticket)
     return ticket
-
-
-def _holds_factor(ticket: Ticket, wx_user: WeChatUser) -> bool:
-    return (
-        Factor.select()
-        .where((Factor.user == ticket.user_id) & (Factor.method == METHOD) & (Factor.external_id == wx_user.openid))
-        .exists()
-    )
 
 
 def _bind(ticket: Ticket, wx_user: WeChatUser, client: Client | None) -> None:
     """Approve a bind ticket and store the factor in one transaction (修改 replaces the old one)."""
     if ticket.session.stage not in (sessions.FULL, sessions.BINDING):
         raise NotAllowed("网页登录未完成", code="session_not_full")
-    try:
-        with db.atomic():
-            tickets.decide(ticket, wx_user.openid, approve=True)
-            if ticket.replaces:
-                if not factors.use_grant(ticket.session, "change:wechat"):
-                    raise Expired("修改的验证已过期,请在网页上重新操作", code="grant_expired")
-                Factor.delete().where((Factor.user == ticket.user_id) & (Factor.method == METHOD)).execute()
-                trust.revoke_all(ticket.user, "wechat changed", client)
-            Factor.create(
-                user=ticket.user_id,
-                method=METHOD,
-                label=f"微信用户 {mask(wx_user.openid)}",
-                external_id=wx_user.openid,
-                secret=crypto.encrypt(otp.new_secret()),
-            )
-    except peewee.IntegrityError as exc:
-        raise Conflict("该帐号已绑定微信", code="already_bound") from exc
-    event = "factor_bound" if not ticket.replaces else "factor_changed"
-    audit.record(event, user=ticket.user, method=METHOD, client=client)
+    with db.atomic():
+        tickets.decide(ticket, wx_user.openid, approve=True)
+        factors.commit_binding(
+            ticket.session,
+            ticket.user,
+            METHOD,
+            client,
+            replaces=ticket.replaces,
+            label=f"微信用户 {mask(wx_user.openid)}",
+            external_id=wx_user.binding_id,
+            secret=crypto.encrypt(otp.new_secret()),
+        )
 
 
 def describe_request(ticket: Ticket) -> dict:

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC
-from zoneinfo import ZoneInfo
-
 from flask import Flask, current_app, make_response, render_template, request
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from htmx_flask import Htmx
@@ -12,6 +9,8 @@ from werkzeug.exceptions import BadRequest, HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from portal import config as config_module
+from portal import timezone
+from portal.db import UNAVAILABLE_ERRORS
 from portal.services import useragent
 from portal.services.errors import DomainError
 from portal.web import (
@@ -27,10 +26,11 @@ from portal.web import (
     scan,
     security,
     simulators,
+    step_up,
 )
 
 csrf = CSRFProtect()
-SHANGHAI = ZoneInfo("Asia/Shanghai")
+BUSY = "系统繁忙,请稍后再试"
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -46,7 +46,7 @@ def init_app(app: Flask) -> None:
     csrf.init_app(app)
     app.before_request(_refuse_nul_bytes)
     guard.init_app(app)
-    for module in (auth, home, security, devices, app_passwords, scan, admin):
+    for module in (auth, home, security, step_up, devices, app_passwords, scan, admin):
         app.register_blueprint(module.bp)
     # nginx's mail auth_http: no cookies, no session; the caller is checked by the view instead.
     config_module.check_mail_auth(app.config)
@@ -60,16 +60,9 @@ def init_app(app: Flask) -> None:
     app.register_error_handler(DomainError, _domain_error)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected_error)
-    app.jinja_env.filters["localtime"] = localtime
+    app.jinja_env.filters["localtime"] = timezone.local
     app.jinja_env.filters["device"] = lambda ua: " · ".join(useragent.describe(ua or ""))
     app.jinja_env.globals["qr_svg"] = qr.svg
-
-
-def localtime(value) -> str:
-    """UTC from the database, shown in Asia/Shanghai."""
-    if value is None:
-        return "—"
-    return value.replace(tzinfo=UTC).astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M")
 
 
 def _refuse_nul_bytes() -> None:
@@ -120,5 +113,8 @@ def _http_error(exc: HTTPException):
 
 
 def _unexpected_error(exc: Exception):
+    if isinstance(exc, UNAVAILABLE_ERRORS):  # busy, locked or unreachable: the database's state, not a bug
+        current_app.logger.warning("database unavailable: %r", exc)
+        return _error_page(BUSY, 503, "unavailable")
     current_app.logger.exception("unhandled error", exc_info=exc)
     return _error_page("系统繁忙,请稍后再试;您的数据未受影响", 500, "internal_error")

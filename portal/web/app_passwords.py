@@ -5,8 +5,10 @@ from __future__ import annotations
 from flask import Blueprint, current_app, g, request
 
 from portal.config import parse_mail_servers
-from portal.services import app_passwords
+from portal.services import app_passwords, step_up
 from portal.services.errors import DomainError
+from portal.services.step_up import StepUpRequired
+from portal.web import step_up as step_up_view
 from portal.web.render import page_or_fragment
 
 bp = Blueprint("app_passwords", __name__, url_prefix="/settings/security/app-passwords")
@@ -22,6 +24,8 @@ def index():
 
 @bp.get("/new")
 def new():
+    if step_up.needed(g.login):  # ask before the name is typed, not after
+        return step_up_view.ask("app-password")
     return _render("dialog", dialog="new")
 
 
@@ -29,7 +33,9 @@ def new():
 def create():
     name = request.form.get("name", "")
     try:
-        row, plaintext = app_passwords.create(g.user, name, g.client)
+        row, plaintext = app_passwords.issue(g.login, name, g.client)
+    except StepUpRequired as exc:
+        return step_up_view.ask(exc.action)
     except DomainError as exc:
         return _render("dialog", dialog="new", name=name, error=exc.message)
     return _render(

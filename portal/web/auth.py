@@ -11,12 +11,11 @@ from portal.web import guard
 from portal.web.render import redirect_to
 from portal.web.scanning import scan_status
 
-PREFERRED = ("app", "wechat", "totp", "email")  # the default second step: the manual's recommended first
 NOTICES = {
-    "denied": "您已在手机上拒绝本次登录。如非本人操作,请及时修改密码。",
     "expired": "二维码已过期,已为您刷新,请重新扫码。",
-    "push_expired": "授权请求已过期,已重新发送到您的 App,请查看 App 中的数字。",
+    "push_expired": "授权请求已过期,请重新发送,或选择扫二维码、验证码。",
     "consumed": "该二维码已使用,请重新扫码。",
+    "refused": "本次授权未能完成,请使用验证码或重新扫码。",
 }
 
 bp = Blueprint("auth", __name__)
@@ -64,7 +63,7 @@ def verify_submit():
 @bp.get("/login/verify/scan/<int(max=2147483647):ticket_id>")
 @guard.second_step
 def verify_scan_poll(ticket_id: int):
-    """Poll the 扫码授权 QR; once the phone approved, this browser is logged in."""
+    """Poll the 扫码授权 QR or the App push; once the phone approved, this browser is logged in."""
     progress = scans.progress(g.login, ticket_id, g.client)
     if progress.state in ("pending", "scanned"):
         if request.headers.get("HX-Request") == "true":
@@ -72,15 +71,26 @@ def verify_scan_poll(ticket_id: int):
         return _verify_page(progress.ticket.method)
     if progress.step is None:
         ticket, push = progress.ticket, progress.ticket.channel == "push"
-        # A push the person turned down is not sent again by itself (a wrong number is a slip: retry):
-        # the page offers the App's code, and "App 授权" sends a new push on request.
-        refused = push and progress.state == tickets.DENIED and ticket.deny_reason != tickets.NUMBER_MISMATCH
+        # A push the person turned down is not sent again by itself; a wrong number is a slip (resend).
+        refused = progress.state == "refused" or (
+            push and progress.state == tickets.DENIED and ticket.deny_reason != tickets.NUMBER_MISMATCH
+        )
         notice = "push_expired" if push and progress.state == tickets.EXPIRED else progress.state
         mode = "code" if refused else None
         return redirect_to(
             url_for("auth.verify_form", method=ticket.method, mode=mode, notice=notice, reason=ticket.deny_reason)
         )
     return _logged_in(progress.step)
+
+
+@bp.post("/login/verify/push")
+@guard.second_step
+def verify_push_resend():
+    """重新发送授权请求: a new App push, on the user's click only."""
+    challenge = scans.challenge(g.login, g.user, "app", "push", g.client, resend=True)
+    if challenge.error:
+        return _verify_page("app", error=challenge.error, mode="code")
+    return redirect_to(url_for("auth.verify_form", method="app"))
 
 
 @bp.post("/login/verify/email-code")
@@ -101,30 +111,24 @@ def _logged_in(step: login.Step):
     return redirect_to(url_for("home.welcome"))
 
 
-def _verify_page(method: str | None = None, error: str | None = None, status: int = 200):
+def _verify_page(method: str | None = None, error: str | None = None, status: int = 200, mode: str | None = None):
     bound = factors.bound_methods(g.user)
     if not bound:  # the factor was removed meanwhile (e.g. unbound from another browser)
         error = "该账号已没有可用的验证方式,请返回登录页重新登录"
         return render_template("auth/verify.html", method=None, choices=[], error=error, trust_days=0), status
     method = method if method in bound else request.args.get("method", "")
-    method = method if method in bound else min(bound, key=PREFERRED.index)
-    choices = [METHODS[m] for m in bound]
-    new, mode = None, request.args.get("mode", "")
-    if method in scans.SCAN_METHODS and mode != "code" and request.method == "GET":
-        channel = "push" if method == "app" and mode != "qr" else "qr"
-        try:
-            new = scans.start_login(g.login, method, g.client, channel)
-        except DomainError as exc:  # too many pushes: the QR and the code still work
-            error = error or exc.message
+    method = method if method in bound else scans.preferred(bound)
+    # Only a page visit asks the phone; a refused code shows the code form again.
+    mode = mode if mode is not None else (request.args.get("mode", "") if request.method == "GET" else "code")
+    challenge = scans.challenge(g.login, g.user, method, mode, g.client)
     return render_template(
         "auth/verify.html",
         method=METHODS[method],
-        choices=choices,
-        error=error or _notice(),
+        choices=[METHODS[m] for m in bound],
+        challenge=challenge,
+        error=error or challenge.error or login.lock_notice(g.user, g.client) or _notice(),
         trust_days=int(trust.lifetime().days) if trust.allowed(g.user) else 0,
-        new=new,
-        poll=url_for("auth.verify_scan_poll", ticket_id=new.ticket.id) if new else None,
-        can_scan=method in scans.SCAN_METHODS,
+        poll=url_for("auth.verify_scan_poll", ticket_id=challenge.new.ticket.id) if challenge.new else None,
         **(backup_email.mailbox(g.login, g.user) if method == backup_email.METHOD else {}),
     ), status
 
@@ -133,7 +137,7 @@ def _notice() -> str | None:
     """The message a redirect after a denied or expired QR/push carries."""
     notice = request.args.get("notice", "")
     if notice == "denied":
-        return scans.DENIED.get(request.args.get("reason", ""), NOTICES["denied"])
+        return scans.DENIED.get(request.args.get("reason", ""), scans.REFUSED)
     return NOTICES.get(notice)
 
 

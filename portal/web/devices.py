@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, g
+from flask import Blueprint, g, request
 
-from portal.services import trust
+from portal.services import step_up, trust
 from portal.services.errors import DomainError
+from portal.services.step_up import StepUpRequired
+from portal.web import step_up as step_up_view
 from portal.web.render import page_or_fragment
 
 bp = Blueprint("devices", __name__, url_prefix="/settings/security/devices")
 TEMPLATE = "security/devices.html"
+CHANGED = "devicesChanged"
 
 
 @bp.get("")
 def index():
-    return _render()
+    return _render("devices" if request.headers.get("HX-Target") == "devices" else "content")
 
 
 # Row ids are 32-bit (PostgreSQL serial); a larger number would overflow SQLite's driver: 404 instead.
@@ -27,11 +30,22 @@ def revoke(device_id: int):
     return _render(notice="已移除该信任设备")
 
 
+@bp.get("/revoke-all")
+def clear_form():
+    """全部移除: asks for a fresh verification first, then to confirm."""
+    if step_up.needed(g.login):
+        return step_up_view.ask("trusted-devices")
+    return _render("dialog", dialog="clear")
+
+
 @bp.post("/revoke-all")
 def revoke_all():
-    count = trust.revoke_all(g.user, "revoked by user", g.client)
-    return _render(notice=f"已移除 {count} 台信任设备")
+    try:
+        count = trust.clear(g.login, g.client)
+    except StepUpRequired as exc:
+        return step_up_view.ask(exc.action)
+    return _render("dialog", dialog="done", done=f"已移除 {count} 台信任设备", trigger=CHANGED)
 
 
-def _render(**context):
-    return page_or_fragment(TEMPLATE, "devices", devices=trust.active(g.user), **context)
+def _render(block: str = "devices", trigger: str | None = None, **context):
+    return page_or_fragment(TEMPLATE, block, trigger=trigger, devices=trust.active(g.user), **context)

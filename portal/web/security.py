@@ -4,18 +4,21 @@ from __future__ import annotations
 
 from flask import Blueprint, g, request, url_for
 
-from portal.services import backup_email, factors, login, otp, scans
+from portal.services import backup_email, factors, login, otp, scans, sessions
 from portal.services.backup_email import EmailEnrollment
 from portal.services.errors import DomainError, NotFound
 from portal.services.factors import TotpEnrollment
 from portal.services.policy import METHODS
-from portal.web import guard
+from portal.services.step_up import StepUpRequired
+from portal.web import guard, step_up, verify_dialog
 from portal.web.render import page_or_fragment, retarget
 from portal.web.scanning import scan_status
 
 bp = Blueprint("security", __name__, url_prefix="/settings/security/2fa")
 TEMPLATE = "security/twofa.html"
 CHANGED = "factorsChanged"
+ACTIONS = {"unbind": "解绑", "change": "修改"}
+PURPOSES = {"unbind": "unbind", "change": "rebind"}  # the phone's ticket for each
 
 
 @bp.get("")
@@ -35,6 +38,8 @@ def bind_form(method: str):
             return _bind_dialog(backup_email.begin(g.login, g.user))
         if method in scans.SCAN_METHODS:
             return _bind_dialog(scans.start_bind(g.login, g.user, method, g.client))
+    except StepUpRequired as exc:  # another factor next to a bound one: prove a bound one first
+        return step_up.ask(exc.action)
     except DomainError as exc:
         return _render("dialog", dialog="message", error=exc.message)
     raise NotFound("页面不存在")
@@ -49,9 +54,7 @@ def bind_totp_submit():
         new_token = login.finish_forced_binding(g.login, g.client)
     except DomainError as exc:
         return _bind_dialog(factors.pending_totp(g.login, enrollment_id), error=exc.message)
-    if new_token:
-        guard.set_session_cookie(new_token)
-    return _render("dialog", dialog="done", done="绑定成功", forced=bool(new_token), trigger=CHANGED)
+    return _bound(new_token)
 
 
 @bp.post("/email/send")
@@ -73,15 +76,13 @@ def bind_email_submit():
         new_token = login.finish_forced_binding(g.login, g.client)
     except DomainError as exc:
         return _email_dialog_again(exc)
-    if new_token:
-        guard.set_session_cookie(new_token)
-    return _render("dialog", dialog="done", done="绑定成功", forced=bool(new_token), trigger=CHANGED)
+    return _bound(new_token)
 
 
 @bp.get("/scan/<int(max=2147483647):ticket_id>")
 @guard.binding_ok
 def scan_poll(ticket_id: int):
-    """Poll a QR dialog; when the phone has decided, the dialog becomes the result."""
+    """Poll a QR or push of a dialog; when the phone has decided, the dialog becomes the result."""
     progress = scans.progress(g.login, ticket_id, g.client)
     if progress.state in ("pending", "scanned"):
         poll = url_for("security.scan_poll", ticket_id=ticket_id)
@@ -90,6 +91,8 @@ def scan_poll(ticket_id: int):
         return scan_status(progress.ticket, poll, progress.state)
     if progress.state != "done":
         return retarget(_render("dialog", dialog="message", error=_final_message(progress)), "#dialog-slot")
+    if progress.ticket.purpose == "verify":  # step-up done: on to what it was asked for
+        return step_up.proceed(progress.ticket.target)
     if progress.next is not None:
         return retarget(_bind_dialog(progress.next), "#dialog-slot")
     if progress.step is not None:
@@ -101,15 +104,14 @@ def scan_poll(ticket_id: int):
 @bp.get("/<method>/<action>")
 def verify_form(method: str, action: str):
     _check_target(method, action)
-    via, mode = request.args.get("via", method), request.args.get("mode", "")
-    if via in scans.SCAN_METHODS and mode != "code":
-        channel = "push" if via == "app" and mode != "qr" else "qr"
-        try:
-            new = scans.start_verify(g.login, g.user, via, action, method, g.client, channel)
-        except DomainError as exc:
-            return _verify_dialog(method, action, via, error=exc.message, mode="code")
-        return _verify_dialog(method, action, via, ticket=new)
-    return _verify_dialog(method, action, via)
+    return _verify_dialog(method, action, request.args.get("via", method), mode=request.args.get("mode", ""))
+
+
+@bp.post("/<method>/<action>/push")
+def verify_push(method: str, action: str):
+    """重新发送授权请求 to the App, on the user's click."""
+    _check_target(method, action)
+    return _verify_dialog(method, action, "app", mode="push", resend=True)
 
 
 @bp.post("/<method>/<action>/email-code")
@@ -119,8 +121,8 @@ def verify_email_send(method: str, action: str):
     try:
         backup_email.send_verify_code(g.login, g.user, g.client)
     except DomainError as exc:
-        return _verify_dialog(method, action, backup_email.METHOD, error=exc.message)
-    return _verify_dialog(method, action, backup_email.METHOD)
+        return _verify_dialog(method, action, backup_email.METHOD, error=exc.message, mode="code")
+    return _verify_dialog(method, action, backup_email.METHOD, mode="code")
 
 
 @bp.post("/<method>/<action>")
@@ -144,12 +146,19 @@ def _row_id(raw: str) -> int:
 
 
 def _check_target(method: str, action: str) -> None:
-    if method not in METHODS or action not in ("unbind", "change"):
+    if method not in METHODS or action not in ACTIONS:
         raise NotFound("页面不存在")
 
 
+def _bound(new_token: str | None):
+    """A factor was just bound: 绑定成功 (and, after forced binding, the way into the mailbox)."""
+    if new_token:
+        guard.set_session_cookie(new_token)
+    return _render("dialog", dialog="done", done="绑定成功", forced=bool(new_token), trigger=CHANGED)
+
+
 def _final_message(progress: scans.Progress) -> str:
-    if progress.state == "denied":
+    if progress.state in ("denied", "refused"):
         return progress.message
     if progress.state == "expired":
         return "二维码已过期,请关闭后重新操作"
@@ -179,29 +188,28 @@ def _bind_dialog(pending, error: str | None = None, address: str = ""):
     return _render("dialog", dialog="bind_scan", new=pending, poll=poll, rebind=pending.ticket.replaces)
 
 
-def _verify_dialog(method: str, action: str, via: str, error: str | None = None, ticket=None, mode: str = ""):
-    bound = factors.bound_methods(g.user)
-    if method not in bound:
+def _verify_dialog(method: str, action: str, via: str, error: str | None = None, mode: str = "", resend=False):
+    """The 解绑 / 修改 verification of ``method`` by ``via`` (push, QR or code)."""
+    if method not in factors.bound_methods(g.user):
         return _render("dialog", dialog="message", error="该验证方式未绑定")
-    via = via if via in bound else method
-    poll = url_for("security.scan_poll", ticket_id=ticket.ticket.id) if ticket else None
-    return _render(
-        "dialog",
-        dialog="verify",
-        target=METHODS[method],
-        action=action,
-        via=METHODS[via],
-        others=[METHODS[m] for m in bound if m != via],
-        can_scan=via in scans.SCAN_METHODS,
-        new=ticket,
-        poll=poll,
-        error=error,
-        **(backup_email.mailbox(g.login, g.user) if via == backup_email.METHOD else {}),
-    )
+    try:
+        dialog = verify_dialog.build(
+            verify_dialog.Links("security", {"method": method, "action": action}),
+            before=f"{ACTIONS[action]}{METHODS[method].label}前",
+            purpose=PURPOSES[action],
+            target=method,
+            cancel_url=url_for("security.twofa"),
+            via=via,
+            mode=mode,
+            resend=resend,
+        )
+    except DomainError as exc:  # e.g. the last factor of a forced user: nothing to verify for
+        return _render("dialog", dialog="message", error=exc.message)
+    return _render("dialog", dialog="verify", v=dialog, error=error or dialog.challenge.error)
 
 
 def _render(block: str, trigger: str | None = None, **context):
     rows = factors.overview(g.user)
     return page_or_fragment(
-        TEMPLATE, block, trigger=trigger, rows=rows, forced_banner=g.login.stage == "binding", **context
+        TEMPLATE, block, trigger=trigger, rows=rows, forced_banner=g.login.stage == sessions.BINDING, **context
     )

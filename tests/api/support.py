@@ -106,6 +106,11 @@ class Phone:
         assert response.status_code == 200, response.get_data(as_text=True)
         return response.get_json()["accounts"]
 
+    def signed_out(self, token: str) -> bool:
+        """The mini-program's token no longer works (it signs in again with wx.login())."""
+        response = self.call("GET", "/accounts", token)
+        return response.status_code == 401 and error_code(response) == "invalid_token"
+
     def preview(self, token: str, ticket: str):
         return self.call("GET", f"/tickets/{ticket}", token)
 

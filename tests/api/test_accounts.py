@@ -97,11 +97,13 @@ def test_other_factors_with_the_same_external_id_are_not_listed(ctx, user, bob, 
     assert phone.accounts(token) == []
 
 
-def test_an_unbound_account_disappears(ctx, user, phone, wx_login):
+def test_an_unbound_account_disappears(ctx, user, bob, phone, wx_login):
     token = wx_login("o-alice")
     phone.bind(token, user)
+    phone.bind(token, bob)
     factors.remove(user, "wechat", BROWSER, via="wechat")
-    assert phone.accounts(token) == []
+    assert phone.signed_out(token)  # the token rested on the removed factor (invariant 14)
+    assert [row["account"] for row in phone.accounts(wx_login("o-alice"))] == [bob.account]
 
 
 def test_accounts_needs_a_token(ctx, phone):

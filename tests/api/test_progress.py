@@ -11,6 +11,7 @@ from portal.services import scans, sessions, trust
 from portal.services.errors import NotAllowed, NotFound
 from portal.services.tickets import NewTicket
 from tests.api.support import BROWSER, browser_session, fresh, new_ticket, session_of
+from tests.helpers import openid_of
 
 
 @pytest.fixture
@@ -107,7 +108,7 @@ def test_bind_progress(ctx, user, phone, wx_login):
     assert phone.confirm(wx_login("o-alice"), new.token).status_code == 200
     done = scans.progress(session, new.ticket.id, BROWSER)
     assert (done.state, done.message, done.step) == ("done", "绑定成功", None)  # already full: same session
-    assert wechat_factor(user).external_id == "o-alice"
+    assert openid_of(wechat_factor(user)) == "o-alice"
     assert scans.progress(session, new.ticket.id, BROWSER).state == "consumed"
 
 
@@ -135,7 +136,7 @@ def test_unbind_progress_removes_the_factor(ctx, user, phone, owner):
     assert (done.state, done.message) == ("done", "解绑成功")
     assert wechat_factor(user) is None
     assert not trust.is_trusted(device, user)
-    assert phone.accounts(owner) == []
+    assert phone.signed_out(owner)  # its token rested on the removed factor
 
 
 def test_unbind_denied_keeps_the_factor(ctx, user, phone, owner):
@@ -143,7 +144,7 @@ def test_unbind_denied_keeps_the_factor(ctx, user, phone, owner):
     new = scans.start_verify(session, user, "wechat", "unbind", "wechat", BROWSER)
     assert phone.deny(owner, new.token).status_code == 200
     assert scans.progress(session, new.ticket.id, BROWSER).state == "denied"
-    assert wechat_factor(user).external_id == "o-owner"
+    assert openid_of(wechat_factor(user)) == "o-owner"
 
 
 def test_rebind_from_scan_to_new_wechat(ctx, user, phone, owner, wx_login):
@@ -156,11 +157,11 @@ def test_rebind_from_scan_to_new_wechat(ctx, user, phone, owner, wx_login):
     assert done.state == "done"
     assert isinstance(done.next, NewTicket)
     assert done.next.ticket.purpose == "bind" and done.next.ticket.replaces
-    assert wechat_factor(user).external_id == "o-owner"  # 修改 half done: the old one still works
+    assert openid_of(wechat_factor(user)) == "o-owner"  # 修改 half done: the old one still works
     newcomer = wx_login("o-new-phone")
     assert phone.confirm(newcomer, done.next.token).status_code == 200
-    assert wechat_factor(user).external_id == "o-new-phone"
+    assert openid_of(wechat_factor(user)) == "o-new-phone"
     bound = scans.progress(session, done.next.ticket.id, BROWSER)
     assert (bound.state, bound.message) == ("done", "绑定成功")
-    assert phone.accounts(owner) == []
+    assert phone.signed_out(owner)  # its token rested on the removed factor
     assert [row["account"] for row in phone.accounts(newcomer)] == [user.account]

@@ -10,6 +10,7 @@ from portal import crypto
 from portal.models import AuditEvent, Factor, Grant, Ticket, utcnow
 from portal.services import factors, otp, sessions, tickets, trust
 from tests.api.support import BROWSER, browser_session, error_code, fresh, new_ticket
+from tests.helpers import openid_of
 
 DECISIONS = {
     "confirm": lambda phone, token, ticket: phone.confirm(token, ticket),
@@ -171,7 +172,7 @@ def test_any_wechat_user_may_confirm_a_bind_ticket(ctx, user, phone, stranger):
     assert response.status_code == 200
     assert response.get_json() == {"state": "approved", "purpose": "bind"}
     (factor,) = wechat_factors(user)
-    assert factor.external_id == "o-stranger"
+    assert openid_of(factor) == "o-stranger"
     secret = crypto.decrypt(factor.secret)  # a fresh TOTP seed, encrypted at rest
     assert factor.secret != secret and len(secret) == 32
     assert otp.parse_code(otp.code_at(secret, otp.current_step()))
@@ -205,14 +206,14 @@ def test_an_account_binds_only_one_wechat_user(ctx, user, phone, owner, stranger
         assert (response.status_code, error_code(response)) == (409, "already_bound")
         assert undecided(new.ticket)  # nothing half-written: the ticket is not left approved
     (factor,) = wechat_factors(user)
-    assert (factor.id, factor.external_id, factor.secret) == (first.id, "o-owner", first.secret)
+    assert (factor.id, openid_of(factor), factor.secret) == (first.id, "o-owner", first.secret)
     assert AuditEvent.select().where(AuditEvent.event == "wechat_bind_confirmed").count() == 1  # the owner's
 
 
 def test_one_wechat_user_binds_several_accounts(ctx, user, bob, phone, stranger):
     phone.bind(stranger, user)
     phone.bind(stranger, bob)
-    assert [f.external_id for f in wechat_factors(user) + wechat_factors(bob)] == ["o-stranger", "o-stranger"]
+    assert [openid_of(f) for f in wechat_factors(user) + wechat_factors(bob)] == ["o-stranger", "o-stranger"]
 
 
 # --- login -------------------------------------------------------------------------------------
@@ -340,7 +341,7 @@ def test_a_bind_ticket_is_decided_once(ctx, user, bob, phone, stranger, owner, s
     assert phone.confirm(stranger, new.token).status_code == 200
     response = DECISIONS[second](phone, owner, new.token)
     assert (response.status_code, error_code(response)) == (409, "ticket_used")
-    assert [f.external_id for f in wechat_factors(bob)] == ["o-stranger"]
+    assert [openid_of(f) for f in wechat_factors(bob)] == ["o-stranger"]
     assert fresh(new.ticket).approver == "o-stranger"
 
 
@@ -369,7 +370,7 @@ def test_only_the_bound_wechat_user_may_see_or_decide(ctx, user, bob, phone, own
     assert (response.status_code, error_code(response)) == (403, "not_bound_to_you")
     ticket = fresh(new.ticket)
     assert (ticket.state, ticket.approver) == ("pending", "")  # not even marked scanned
-    assert [f.external_id for f in wechat_factors(user)] == ["o-owner"]
+    assert [openid_of(f) for f in wechat_factors(user)] == ["o-owner"]
 
 
 def test_a_login_ticket_of_an_account_without_wechat_is_nobodys(ctx, user, phone, stranger):
@@ -388,7 +389,7 @@ def test_a_ticket_of_an_ended_browser_session_is_dead(ctx, user, phone, owner, p
     response = ACTIONS[action](phone, owner, new.token)
     assert (response.status_code, error_code(response)) == (409, "session_ended")
     assert undecided(new.ticket)
-    assert [f.external_id for f in wechat_factors(user)] == ["o-owner"]
+    assert [openid_of(f) for f in wechat_factors(user)] == ["o-owner"]
 
 
 # --- 修改: the bind ticket that replaces the old WeChat user --------------------------------------
@@ -410,9 +411,9 @@ def test_rebind_replaces_the_old_factor_only_on_confirm(ctx, user, phone, owner,
 
     assert response.get_json() == {"state": "approved", "purpose": "bind"}
     (factor,) = wechat_factors(user)
-    assert factor.external_id == "o-new-phone"
+    assert openid_of(factor) == "o-new-phone"
     assert crypto.decrypt(factor.secret) != crypto.decrypt(old.secret)
-    assert phone.accounts(owner) == []
+    assert phone.signed_out(owner)  # its token rested on the removed factor
     assert [r["account"] for r in phone.accounts(newcomer)] == [user.account]
     assert not trust.is_trusted(device, user)  # trusted devices go with the old factor
     assert Grant.get(Grant.session == session).used_at is not None
@@ -425,7 +426,7 @@ def test_rebind_without_a_grant_is_410(ctx, user, phone, owner, wx_login):
     response = phone.confirm(wx_login("o-new-phone"), new.token)
     assert (response.status_code, error_code(response)) == (410, "grant_expired")
     assert undecided(new.ticket)
-    assert [(f.id, f.external_id) for f in wechat_factors(user)] == [(old.id, "o-owner")]
+    assert [(f.id, openid_of(f)) for f in wechat_factors(user)] == [(old.id, "o-owner")]
 
 
 def test_rebind_with_an_expired_or_spent_grant_is_410(ctx, user, phone, owner, wx_login):
@@ -439,9 +440,9 @@ def test_rebind_with_an_expired_or_spent_grant_is_410(ctx, user, phone, owner, w
     factors.grant_change(session, "wechat")
     assert phone.confirm(newcomer, new_ticket(session, "bind", replaces=True).token).status_code == 200
     again = new_ticket(session, "bind", replaces=True)  # the grant was spent by the first 修改
-    response = phone.confirm(owner, again.token)
+    response = phone.confirm(wx_login("o-owner"), again.token)
     assert (response.status_code, error_code(response)) == (410, "grant_expired")
-    assert [f.external_id for f in wechat_factors(user)] == ["o-new-phone"]
+    assert [openid_of(f) for f in wechat_factors(user)] == ["o-new-phone"]
 
 
 def test_a_grant_of_another_session_does_not_count(ctx, user, phone, owner, wx_login):
@@ -449,4 +450,4 @@ def test_a_grant_of_another_session_does_not_count(ctx, user, phone, owner, wx_l
     new = new_ticket(browser_session(user), "bind", replaces=True)
     response = phone.confirm(wx_login("o-new-phone"), new.token)
     assert (response.status_code, error_code(response)) == (410, "grant_expired")
-    assert [f.external_id for f in wechat_factors(user)] == ["o-owner"]
+    assert [openid_of(f) for f in wechat_factors(user)] == ["o-owner"]

@@ -194,7 +194,8 @@ def test_deny_is_not_me(live, browser, user, state):
     assert Ticket.get_by_id(challenge["id"]).deny_reason == "not_me"
     assert AuditEvent.get(AuditEvent.event == "app_login_denied").outcome == "not_me"
     redirect = browser.get(push_poll(page), htmx=True).headers["HX-Redirect"]
-    assert "不是本人操作" in text(browser.get(redirect))
+    told = text(browser.get(redirect))
+    assert "该请求已在手机上被拒绝" in told and "修改密码" not in told  # this browser may be the intruder
 
 
 def test_scan_the_login_qr(live, browser, user, state):

@@ -28,7 +28,13 @@ PUBLIC = {
     "scan.app_enroll",
 }
 DEV_ONLY_BLUEPRINTS = {"simulators"}  # PORTAL_DEV_SIMULATORS, which production refuses: public by design
-SECOND_STEP = {"auth.verify_form", "auth.verify_submit", "auth.verify_scan_poll", "auth.verify_email_send"}
+SECOND_STEP = {
+    "auth.verify_form",
+    "auth.verify_submit",
+    "auth.verify_scan_poll",
+    "auth.verify_email_send",
+    "auth.verify_push_resend",
+}
 BINDING = {
     "security.twofa",
     "security.bind_form",

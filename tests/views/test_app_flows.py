@@ -13,7 +13,7 @@ from datetime import timedelta
 import pytest
 
 from portal.models import AuditEvent, Factor, Ticket, TrustedDevice, utcnow
-from portal.services import accounts, policy, sessions
+from portal.services import accounts, policy, scans, sessions
 from portal.web.guard import SESSION_COOKIE, TRUST_COOKIE
 from tests.api.app_support import AppDevice, app_factor, enrolled, error_code, ticket_by_token, token_in
 from tests.conftest import PASSWORD
@@ -252,12 +252,19 @@ def test_not_me_is_shown_and_audited(browser, user, bound):
     assert query(target)["reason"] == ["not_me"]
     pushes = Ticket.select().where(Ticket.channel == "push").count()
     notice = browser.get(target)
-    assert "不是本人操作" in text(notice) and "修改密码" in text(notice)
-    # No new push after 不是本人操作: the code form, with "App 授权" to send one on request.
-    assert Ticket.select().where(Ticket.channel == "push").count() == pushes
+    # This browser may be the one the owner refused: it is told "refused", not to change the password.
+    assert "该请求已在手机上被拒绝" in text(notice)
+    assert "不是本人操作" not in text(notice) and "修改密码" not in text(notice)
+    # No new push after 不是本人操作, not even on the App's page: only the user's click sends one.
     assert 'name="code"' in text(notice) and "data-match-number" not in text(notice)
-    resent = browser.get(VERIFY + "?method=app", User_Agent=CHROME)
-    assert number_of(resent) and Ticket.select().where(Ticket.channel == "push").count() == pushes + 1
+    again = browser.get(VERIFY + "?method=app", User_Agent=CHROME)
+    assert "data-match-number" not in text(again) and "发送授权请求" in text(again)
+    assert Ticket.select().where(Ticket.channel == "push").count() == pushes
+    Ticket.update(created_at=utcnow() - scans.PUSH_INTERVAL).execute()  # the pause between pushes is over
+    resent = browser.post(f"{VERIFY}/push")
+    assert location(resent) == VERIFY
+    assert number_of(browser.get(VERIFY + "?method=app"))
+    assert Ticket.select().where(Ticket.channel == "push").count() == pushes + 1
     event = AuditEvent.get(AuditEvent.event == "app_login_denied")
     assert (event.outcome, event.account, event.method) == ("not_me", user.account, "app")
     assert is_half_logged_in(browser)
@@ -275,7 +282,8 @@ def test_an_expired_push_is_not_listed_and_the_page_says_so(browser, user, bound
     assert query(target)["notice"] == ["push_expired"]
     again = browser.get(target, User_Agent=CHROME)
     assert "授权请求已过期" in text(again) and "二维码已过期" not in text(again)
-    assert number_of(again) != 0  # a fresh push went out
+    assert "data-match-number" not in text(again)  # nothing sent by itself: the user asks for a new one
+    assert "发送授权请求" in text(again) and 'action="/login/verify/push"' in text(again)
     assert is_half_logged_in(browser)
 
 
@@ -308,15 +316,17 @@ def test_more_than_three_open_pushes_fall_back_to_qr_and_code(new_browser, user,
     assert location(fourth.post(VERIFY, {"method": "app", "code": bound.code()})) == "/"
 
 
-@pytest.mark.app_config(THROTTLE_ACCOUNT_FAILURES=3)
-def test_pushes_are_capped_per_window(browser, user, bound):
+def test_pushes_are_capped_per_window(browser, user, bound, monkeypatch):
+    monkeypatch.setattr(scans, "PUSH_INTERVAL", timedelta(0))
+    monkeypatch.setattr(scans, "PUSHES_PER_WINDOW", (3, 30))
     password_step(browser, user)
-    for _ in range(3):
-        number_of(browser.get(VERIFY))  # each visit sends a push (and drops this browser's last one)
+    number_of(browser.get(VERIFY))  # the page visit sends the first push
+    for _ in range(2):
+        assert location(browser.post(f"{VERIFY}/push")) == VERIFY  # each click one more (the old one goes)
 
-    page = browser.get(VERIFY)
+    page = browser.post(f"{VERIFY}/push")
 
-    assert "尝试次数过多" in text(page)
+    assert "发送授权请求过于频繁" in text(page) and "尝试次数过多" not in text(page)
     assert "data-match-number" not in text(page) and 'name="code"' in text(page)
     assert qr_url(browser.get(f"{VERIFY}?method=app&mode=qr")).startswith(f"{PUBLIC_URL}/app/t/")
 
@@ -399,7 +409,7 @@ def test_unbind_by_push(app_session, user, bound):
     dialog = app_session.get(f"{PAGE}/app/unbind", htmx=True)
 
     body = text(dialog)
-    assert "解绑验证方式前,打开【邮箱安全 App】确认授权" in body
+    assert "解绑邮箱安全 App前,打开【邮箱安全 App】确认授权" in body
     challenge = challenge_for(bound, dialog)
     assert challenge["purpose"] == "unbind"
     assert bound.approve(challenge["id"], number_of(dialog)).status_code == 200
@@ -445,7 +455,7 @@ def test_unbind_denied_in_the_app_keeps_the_app(app_session, user, bound):
 
     told = app_session.get(poll_url(dialog), htmx=True)
 
-    assert "不是本人操作" in text(told)
+    assert "该请求已在手机上被拒绝" in text(told)
     assert app_factor(user).external_id == bound.device_id
     assert bound.call("GET", "/challenges").status_code == 200
 
@@ -463,7 +473,7 @@ def test_a_forced_users_only_app_cannot_be_unbound(app_session, user, bound):
 
 def test_change_by_push_then_the_new_app_replaces_the_old(app, app_session, user, bound):
     dialog = app_session.get(f"{PAGE}/app/change", htmx=True)
-    assert "修改验证方式前,打开【邮箱安全 App】确认授权" in text(dialog)
+    assert "修改邮箱安全 App前,打开【邮箱安全 App】确认授权" in text(dialog)
     challenge = challenge_for(bound, dialog)
     assert challenge["purpose"] == "rebind"
     assert bound.approve(challenge["id"], number_of(dialog)).status_code == 200

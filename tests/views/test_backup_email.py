@@ -134,7 +134,8 @@ def test_sending_again_at_once_asks_to_wait(new_browser, logged_in, outbox, emai
 def test_unbind_by_a_mailed_code(logged_in, outbox, email_user):
     bind(logged_in, outbox)
     dialog = text(logged_in.get(f"{PAGE}/email/unbind", htmx=True))
-    assert f"请输入发送到备用邮箱 {MASKED} 的验证码" in dialog and "发送验证码" in dialog
+    assert "解绑备用邮箱前,输入发送到备用邮箱的验证码" in dialog
+    assert f"验证码将发送到您的备用邮箱 {MASKED}" in dialog and "发送验证码" in dialog
     sent, code = mailed(outbox, lambda: logged_in.post(f"{PAGE}/email/unbind/email-code", htmx=True))
     assert f"验证码已发送至 {MASKED}" in text(sent)
     done = logged_in.post(f"{PAGE}/email/unbind", {"via": "email", "code": code}, htmx=True)

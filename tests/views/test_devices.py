@@ -34,7 +34,7 @@ def test_lists_the_trusted_devices(trusted, user):
     assert "信任设备" in text(page) and "127.0.0.1" in text(page)
     ids = device_ids(page)
     assert sorted(ids) == sorted(d.id for d in TrustedDevice.select().where(TrustedDevice.user == user))
-    assert len(ids) == 2 and "全部移除" in text(page)
+    assert len(ids) == 2 and "全部清除" in text(page)
 
 
 def test_empty_list(browser, user):
@@ -63,10 +63,16 @@ def test_revoke_one_affects_only_that_browser(trusted, user, htmx):
 
 @pytest.mark.parametrize("htmx", [True, False], ids=["htmx", "no-js"])
 def test_revoke_all(trusted, user, htmx):
+    dialog = trusted[0].get(f"{PAGE}/revoke-all", htmx=htmx)
+    assert "确定移除全部 2 台信任设备" in text(dialog)
     response = trusted[0].post(f"{PAGE}/revoke-all", htmx=htmx)
     assert response.status_code == 200 and "已移除 2 台信任设备" in text(response)
     assert ("<html" not in text(response)) == htmx
-    assert not device_ids(response) and "暂无信任设备" in text(response)
+    if htmx:  # the dialog says so, and the list refreshes itself
+        assert response.headers["HX-Trigger"] == "devicesChanged"
+        assert "暂无信任设备" in text(trusted[0].get(PAGE, htmx=True, HX_Target="devices"))
+    else:
+        assert not device_ids(response) and "暂无信任设备" in text(response)
     for browser in trusted:
         browser.post("/logout")
         assert location(browser.login(user.account, PASSWORD)) == "/login/verify"

@@ -15,7 +15,7 @@ from portal.models import Ticket, utcnow
 from portal.services import accounts, policy, sessions
 from portal.web.guard import SESSION_COOKIE
 from tests.conftest import PASSWORD
-from tests.helpers import text
+from tests.helpers import openid_of, text
 from tests.views.support import PAGE, dialog_tag, is_fragment, location, rows
 from tests.views.wechat_support import *  # noqa: F403 -- fixtures: app_config, phone, wechat_stub
 from tests.views.wechat_support import (
@@ -32,7 +32,7 @@ from tests.views.wechat_support import (
 )
 
 HTMX = pytest.mark.parametrize("htmx", [True, False], ids=["htmx", "no-js"])
-DENIED = "已在手机上拒绝;如非本人操作,请及时修改密码"
+DENIED = "该请求已在手机上被拒绝"  # the browser is not told to change the password: it may be the intruder
 
 
 @pytest.fixture
@@ -113,7 +113,7 @@ def test_bind_by_scan_until_bound(logged_in, user, phone, htmx):
     assert "scan-status" not in text(done)  # final: nothing polls any more
     assert "进入邮箱" not in text(done)
     assert logged_in.cookie(SESSION_COOKIE) == sid  # an already full session keeps its id
-    assert wechat_factor(user).external_id == "o-alice"
+    assert openid_of(wechat_factor(user)) == "o-alice"
 
     row = rows(logged_in.get(PAGE, htmx=htmx))["wechat"]
     assert "已绑定" in row and "修改</a>" in row and "解绑</a>" in row and "绑定</a>" not in row.replace("解绑</a>", "")
@@ -140,7 +140,7 @@ def test_no_js_check_before_the_phone_confirmed_is_a_page(logged_in, user, phone
     assert phone.confirm(phone.login("o-alice"), qr_token(dialog)).status_code == 200
     done = logged_in.get(poll)
     assert "<html" in text(done) and "绑定成功" in text(done)
-    assert wechat_factor(user).external_id == "o-alice"
+    assert openid_of(wechat_factor(user)) == "o-alice"
 
 
 def test_methods_table_refreshes_itself_on_factors_changed(logged_in, phone):

@@ -33,7 +33,7 @@ from tests.views.wechat_support import (
 )
 
 HTMX = pytest.mark.parametrize("htmx", [True, False], ids=["htmx", "no-js"])
-DENIED = "您已在手机上拒绝本次登录"
+DENIED = "该请求已在手机上被拒绝"  # the browser is not told to change the password: it may be the intruder
 EXPIRED = "二维码已过期,已为您刷新,请重新扫码。"
 
 

@@ -1,0 +1,38 @@
+"""What ends when what proves a user's identity changes (invariant 14).
+
+A factor unbound or replaced (解绑, 修改), a new password, an admin reset, a disabled account: the
+user's other browser sessions end (the one that made the change stays, if any), every trusted device
+is revoked, and what rested on a removed factor goes with it: the 邮箱安全 App's device record and
+the mini-program tokens of that WeChat user (the mini-program signs in again silently).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from portal.models import ApiToken, Device, Factor, LoginSession, User, WeChatUser
+from portal.services import sessions, trust
+from portal.services.client import Client
+
+
+def revoke_access(
+    user: User,
+    reason: str,
+    client: Client | None = None,
+    keep: LoginSession | None = None,
+    removed: Iterable[Factor] = (),
+) -> None:
+    """End the user's sessions but ``keep``, revoke trusted devices and what rested on ``removed``."""
+    sessions.end_all(user, reason, keep=keep)
+    trust.revoke_all(user, reason, client)
+    for factor in removed:
+        _drop_dependents(factor)
+
+
+def _drop_dependents(factor: Factor) -> None:
+    if factor.method == "app":
+        Device.delete().where(Device.device_id == factor.external_id).execute()
+    elif factor.method == "wechat":
+        holder = WeChatUser.of_binding(factor.external_id)
+        if holder is not None:
+            ApiToken.delete().where(ApiToken.wechat_user == holder).execute()

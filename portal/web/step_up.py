@@ -1,0 +1,86 @@
+"""安全验证 (step-up): a fresh verification before 生成专用密码, 全部清除 of trusted devices or binding another
+factor. The gated views answer ``ask(action)`` when the service says so; once verified, ``proceed``
+sends the browser on to what it asked for (the dialog it wanted, in the same #dialog-slot)."""
+
+from __future__ import annotations
+
+import json
+
+from flask import Blueprint, g, make_response, redirect, request, url_for
+
+from portal.services import backup_email, factors, step_up
+from portal.services.errors import DomainError
+from portal.web import verify_dialog
+from portal.web.render import page_or_fragment
+
+bp = Blueprint("step_up", __name__, url_prefix="/settings/security/verify")
+TEMPLATE = "security/step_up.html"
+
+
+def _next(action: str) -> tuple[str, str]:
+    """Where the verified action continues, and where its dialog's 取消 leads."""
+    if action == "app-password":
+        return url_for("app_passwords.new"), url_for("app_passwords.index")
+    if action == "trusted-devices":
+        return url_for("devices.clear_form"), url_for("devices.index")
+    return url_for("security.bind_form", method=action.removeprefix("bind-")), url_for("security.twofa")
+
+
+@bp.get("/<action>")
+def verify_form(action: str):
+    return ask(action, request.args.get("via", ""), request.args.get("mode", ""))
+
+
+@bp.post("/<action>/push")
+def verify_push(action: str):
+    """重新发送授权请求 to the App, on the user's click."""
+    return ask(action, "app", "push", resend=True)
+
+
+@bp.post("/<action>/email-code")
+def verify_email_send(action: str):
+    step_up.check_action(action)
+    try:
+        backup_email.send_verify_code(g.login, g.user, g.client)
+    except DomainError as exc:
+        return ask(action, backup_email.METHOD, "code", error=exc.message)
+    return ask(action, backup_email.METHOD, "code")
+
+
+@bp.post("/<action>")
+def verify_submit(action: str):
+    step_up.check_action(action)
+    via = request.form.get("via", "")
+    try:
+        factors.reverify(g.login, via, request.form.get("code"), g.client)
+    except DomainError as exc:
+        return ask(action, via, "code", error=exc.message)
+    return proceed(action)
+
+
+def ask(action: str, via: str = "", mode: str = "", resend: bool = False, error: str | None = None):
+    """The 安全验证 dialog for ``action`` (a fragment for htmx, else a page with the dialog open)."""
+    step_up.check_action(action)
+    _, cancel = _next(action)
+    dialog = verify_dialog.build(
+        verify_dialog.Links("step_up", {"action": action}),
+        before=f"{step_up.ACTIONS[action]}前,请完成安全验证",
+        purpose="verify",
+        target=action,
+        cancel_url=cancel,
+        via=via,
+        mode=mode,
+        resend=resend,
+        title="安全验证",
+    )
+    return page_or_fragment(TEMPLATE, "dialog", v=dialog, error=error or dialog.challenge.error)
+
+
+def proceed(action: str):
+    """Verified: on to the dialog the action opens (htmx swaps it into #dialog-slot), or its page."""
+    target, _ = _next(action)
+    if request.headers.get("HX-Request") != "true":
+        return redirect(target)
+    response = make_response("", 200)
+    response.headers["HX-Location"] = json.dumps({"path": target, "target": "#dialog-slot", "swap": "innerHTML"})
+    return response

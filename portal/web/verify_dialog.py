@@ -1,0 +1,75 @@
+"""The fresh-verification dialog shared by 解绑, 修改 and step-up (安全验证): one view-model, one partial.
+
+Each caller names its blueprint, whose ``verify_form`` / ``verify_submit`` / ``verify_email_send`` /
+``verify_push`` routes take the same URL arguments; the partial is ``security/_verify.html``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from flask import g, url_for
+
+from portal.services import backup_email, factors, scans
+from portal.services.policy import METHODS, Method
+
+
+@dataclass
+class Links:
+    """The URLs of one dialog's routes (the blueprint's verify_* endpoints with ``args``)."""
+
+    blueprint: str
+    args: dict = field(default_factory=dict)
+
+    def form(self, via: str, mode: str | None = None) -> str:
+        return url_for(f"{self.blueprint}.verify_form", **self.args, via=via, mode=mode or None)
+
+    def submit(self) -> str:
+        return url_for(f"{self.blueprint}.verify_submit", **self.args)
+
+    def email(self) -> str:
+        return url_for(f"{self.blueprint}.verify_email_send", **self.args)
+
+    def push(self) -> str:
+        return url_for(f"{self.blueprint}.verify_push", **self.args)
+
+
+@dataclass
+class VerifyDialog:
+    title: str  # e.g. "微信验证", "安全验证"
+    before: str  # what the verification is for: "解绑微信前"
+    via: Method
+    others: list[Method]
+    challenge: scans.Challenge
+    links: Links
+    cancel_url: str
+    poll: str | None = None
+    mailbox: dict = field(default_factory=dict)  # email_to / email_sent when verifying by 备用邮箱
+
+
+def build(
+    links: Links,
+    before: str,
+    purpose: str,
+    target: str,
+    cancel_url: str,
+    via: str = "",
+    mode: str = "",
+    resend: bool = False,
+    title: str = "",
+) -> VerifyDialog:
+    """The dialog for verifying with ``via`` (default: the preferred bound method) in ``mode``."""
+    bound = factors.bound_methods(g.user)
+    via = via if via in bound else scans.preferred(bound)
+    challenge = scans.challenge(g.login, g.user, via, mode, g.client, purpose, target, resend)
+    return VerifyDialog(
+        title=title or f"{METHODS[via].label}验证",
+        before=before,
+        via=METHODS[via],
+        others=[METHODS[m] for m in bound if m != via],
+        challenge=challenge,
+        links=links,
+        cancel_url=cancel_url,
+        poll=url_for("security.scan_poll", ticket_id=challenge.new.ticket.id) if challenge.new else None,
+        mailbox=backup_email.mailbox(g.login, g.user) if via == backup_email.METHOD else {},
+    )
