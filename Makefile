@@ -25,8 +25,9 @@ run: setup
 	$(VENV)/bin/flask --app wsgi demo && \
 	{ $(VENV)/bin/flask --app wsgi wechat-stub --port 8001 & stub=$$!; \
 	  trap 'kill $$stub 2>/dev/null' EXIT INT TERM; \
-	  echo "Portal: http://127.0.0.1:8000   mini-program simulator: http://127.0.0.1:8000/dev/miniprogram"; \
-	  $(VENV)/bin/gunicorn --workers 2 --bind 127.0.0.1:8000 --access-logfile - wsgi:app; }
+	  echo "Portal: http://127.0.0.1:8000   simulators: mini-program http://127.0.0.1:8000/dev/miniprogram" \
+	    " · 邮箱安全 App http://127.0.0.1:8000/dev/app"; \
+	  $(VENV)/bin/gunicorn -c gunicorn.conf.py wsgi:app; }
 
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -23,11 +23,12 @@ def create_app(config: dict | None = None) -> Flask:
     settings = config_module.load(config)
     config_module.ensure_secrets(settings, app.instance_path)
     app.config.update(settings)
+    https = str(settings["PUBLIC_URL"]).startswith("https://")
     app.config.update(
-        SESSION_COOKIE_NAME="portal_csrf",
+        SESSION_COOKIE_NAME="__Host-portal_csrf" if https else "portal_csrf",  # Flask's cookie: the CSRF token
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
-        SESSION_COOKIE_SECURE=str(settings["PUBLIC_URL"]).startswith("https://"),
+        SESSION_COOKIE_SECURE=https,
         WTF_CSRF_TIME_LIMIT=None,  # the token lives as long as the signed cookie that holds it
         MAX_CONTENT_LENGTH=1024 * 1024,
     )

@@ -10,7 +10,7 @@ from flask.cli import AppGroup, with_appcontext
 
 from portal import migrations
 from portal.db import db
-from portal.services import accounts, audit, demo, housekeeping, policy
+from portal.services import accounts, audit, demo, doctor, housekeeping, policy
 from portal.services.errors import DomainError
 
 user_cli = AppGroup("user", help="Manage mail accounts.")
@@ -19,6 +19,7 @@ policy_cli = AppGroup("policy", help="Show or change the 2FA policy.")
 
 def init_app(app: Flask) -> None:
     app.cli.add_command(init_db)
+    app.cli.add_command(doctor_command)
     app.cli.add_command(demo_command)
     app.cli.add_command(user_cli)
     app.cli.add_command(policy_cli)
@@ -47,9 +48,25 @@ def _password(given: str | None) -> str:
 @click.command("init-db")
 @with_appcontext
 def init_db() -> None:
-    """Create or upgrade the database schema (idempotent)."""
+    """Create or upgrade the database schema (idempotent); warn if the data key cannot read it."""
     applied = _run(migrations.upgrade)
     click.echo("\n".join(f"applied {name}" for name in applied) or "schema is up to date")
+    _run(doctor.remember_key)
+    report = _run(doctor.check)
+    if not report.ok:
+        for line in report.lines():
+            click.echo(f"warning: {line}", err=True)
+
+
+@click.command("doctor")
+@with_appcontext
+def doctor_command() -> None:
+    """Check that PORTAL_DATA_KEY reads every stored secret (exit 1 if not)."""
+    report = _run(doctor.check)
+    for line in report.lines():
+        click.echo(line, err=not report.ok)
+    if not report.ok:
+        sys.exit(1)
 
 
 @click.command("demo")

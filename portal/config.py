@@ -41,11 +41,13 @@ DEFAULTS: dict[str, object] = {
     "HSTS_SECONDS": 31536000,
 }
 
-# Development talks to the local WeChat stub (`flask --app wsgi wechat-stub`, started by make run).
+# Development talks to the local WeChat stub (`flask --app wsgi wechat-stub`, started by make run), and
+# /mail/auth names a mail store on this host (so the README's curl example answers as nginx would see it).
 DEVELOPMENT_DEFAULTS: dict[str, object] = {
     "WECHAT_APPID": "wxdev0000000000000",
     "WECHAT_SECRET": "development-stub-secret",
     "WECHAT_API_BASE": "http://127.0.0.1:8001/",
+    "MAIL_BACKENDS": "imap=127.0.0.1:143,pop3=127.0.0.1:110,smtp=127.0.0.1:25",
 }
 
 BOOLEAN_KEYS = {"DEV_SIMULATORS"}

@@ -139,11 +139,14 @@ def push(
         return NewTicket(earlier, "")  # a push has no QR: the token is not needed again
     if earlier is not None and not resend:
         return None
+    # The pause: a click within it shows the open push again. A wrong number picked in the App is the
+    # user's own slip, answered on the phone: they may try again at once.
     if earlier is not None and utcnow() - earlier.created_at < PUSH_INTERVAL:
         if tickets.state_of(earlier) in tickets.OPEN:
             return NewTicket(earlier, "")
-        wait = int((earlier.created_at + PUSH_INTERVAL - utcnow()).total_seconds()) + 1
-        raise Throttled(f"授权请求刚刚发送过,请 {wait} 秒后再重新发送", retry_after=wait, code="rate_limited")
+        if earlier.deny_reason != tickets.NUMBER_MISMATCH:
+            wait = int((earlier.created_at + PUSH_INTERVAL - utcnow()).total_seconds()) + 1
+            raise Throttled(f"授权请求刚刚发送过,请 {wait} 秒后再重新发送", retry_after=wait, code="rate_limited")
     if tickets.open_pushes(user).count() >= PUSH_OPEN_LIMIT:
         raise Throttled("待处理的授权请求过多,请先在 App 中处理,或使用验证码", retry_after=120, code="rate_limited")
     throttle.spend("push", user.account, client.ip, *PUSHES_PER_WINDOW, what="发送授权请求")

@@ -80,6 +80,9 @@ def _security_headers(response):
     response.headers["Referrer-Policy"] = "same-origin"
     response.headers["X-Frame-Options"] = "DENY"
     response.vary.add("HX-Request")
+    hsts = int(current_app.config["HSTS_SECONDS"])
+    if current_app.config["SESSION_COOKIE_SECURE"] and hsts:  # https only: browsers ignore it over http anyway
+        response.headers["Strict-Transport-Security"] = f"max-age={hsts}"
     if request.endpoint != "static":
         response.headers["Cache-Control"] = "no-store"
     return response

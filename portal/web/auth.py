@@ -34,9 +34,7 @@ def login_form():
 def login_submit():
     account = request.form.get("account", "")
     try:
-        step = login.password_step(
-            account, request.form.get("password", ""), g.client, g.login, request.cookies.get(guard.TRUST_COOKIE)
-        )
+        step = login.password_step(account, request.form.get("password", ""), g.client, g.login, guard.trust_token())
     except DomainError as exc:
         return render_template("auth/login.html", account=account, error=exc.message), exc.status
     guard.set_session_cookie(step.token)

@@ -14,6 +14,9 @@ from portal.web.render import redirect_to
 
 SESSION_COOKIE = "portal_sid"
 TRUST_COOKIE = "portal_trust"
+# Over https the cookies carry the __Host- prefix: browsers then accept them only Secure, host-only
+# (no Domain) and for Path=/, so no sibling host or plain-http page can plant or shadow them.
+HOST_PREFIX = "__Host-"
 
 PUBLIC, SECOND_STEP, BINDING_OK, FULL_ONLY = "public", "second_step", "binding_ok", "full"
 ALLOWED_STAGES = {
@@ -53,7 +56,7 @@ def init_app(app: Flask) -> None:
 
 def _load_login() -> None:
     g.client = Client.of(request.remote_addr, request.user_agent.string)
-    g.login = sessions.resolve(request.cookies.get(SESSION_COOKIE))
+    g.login = sessions.resolve(request.cookies.get(cookie_name(SESSION_COOKIE)))
     g.user = g.login.user if g.login else None
     g.cookies = {}
 
@@ -80,6 +83,16 @@ def home_for(stage: str | None) -> str:
     return url_for("auth.login_form")
 
 
+def cookie_name(name: str) -> str:
+    """The name a cookie has on this deployment (``__Host-`` prefixed when the portal is on https)."""
+    return HOST_PREFIX + name if current_app.config["SESSION_COOKIE_SECURE"] else name
+
+
+def trust_token() -> str | None:
+    """This browser's trusted-device token, if it has one."""
+    return request.cookies.get(cookie_name(TRUST_COOKIE))
+
+
 def set_session_cookie(token: str | None) -> None:
     """Send a new session cookie (None: delete it) with this response."""
     g.cookies[SESSION_COOKIE] = (token, None)
@@ -91,7 +104,8 @@ def set_trust_cookie(token: str, max_age: int) -> None:
 
 def _write_cookies(response):
     secure = bool(current_app.config["SESSION_COOKIE_SECURE"])
-    for name, (value, max_age) in getattr(g, "cookies", {}).items():
+    for base, (value, max_age) in getattr(g, "cookies", {}).items():
+        name = cookie_name(base)
         if value is None:
             response.delete_cookie(name, httponly=True, samesite="Lax", secure=secure)
         else:

@@ -7,7 +7,7 @@
   var STORE = "app-sim-accounts";
   var $ = function (id) { return document.getElementById(id); };
   var enc = new TextEncoder();
-  var PURPOSES = { login: "登录", unbind: "解绑验证方式", rebind: "修改验证方式" };
+  var PURPOSES = { login: "登录", unbind: "解绑验证方式", rebind: "修改验证方式", verify: "安全验证" };
 
   function b64(bytes) { return btoa(String.fromCharCode.apply(null, new Uint8Array(bytes))); }
   function unb64(text) { return Uint8Array.from(atob(text), function (c) { return c.charCodeAt(0); }); }

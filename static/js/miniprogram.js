@@ -8,12 +8,13 @@
   var csrf = JSON.parse(document.body.getAttribute("hx-headers") || "{}")["X-CSRFToken"];
   var $ = function (id) { return document.getElementById(id); };
 
-  var TITLES = { login: "登录确认", bind: "绑定邮箱", unbind: "解绑确认", rebind: "换绑确认" };
+  var TITLES = { login: "登录确认", bind: "绑定邮箱", unbind: "解绑确认", rebind: "换绑确认", verify: "安全验证" };
   var PROMPTS = {
     login: "该邮箱帐号正在以下浏览器登录,请确认是否本人操作。",
     bind: "网页请求将该邮箱帐号绑定到当前微信,绑定后可在此扫码登录或查看验证码。",
     unbind: "网页请求解除该邮箱帐号与当前微信的绑定,请确认是否本人操作。",
-    rebind: "网页请求将该邮箱帐号改绑到其他微信,请确认是否本人操作。"
+    rebind: "网页请求将该邮箱帐号改绑到其他微信,请确认是否本人操作。",
+    verify: "网页在生成专用密码、清除信任设备或绑定新的验证方式前请求验证身份,请确认是否本人操作。"
   };
   var LABELS = {
     approve_trust: "确认授权并信任此设备",
@@ -22,22 +23,26 @@
     deny: "拒绝"
   };
 
-  function call(method, path, body) {
+  // A token ends when what it rested on goes (e.g. the account unbound): like the real mini-program,
+  // sign in again with a new wx.login() code and retry the call once.
+  function call(method, path, body, retried) {
     var headers = { "Content-Type": "application/json" };
     if (token) headers.Authorization = "Bearer " + token;
     return fetch(API + path, { method: method, headers: headers, body: body ? JSON.stringify(body) : undefined })
       .then(function (response) {
         return response.json().then(function (data) {
+          var expired = response.status === 401 && data.error && data.error.code === "invalid_token";
+          if (expired && token && !retried) {
+            return signIn($("openid").value.trim()).then(function () { return call(method, path, body, true); });
+          }
           if (!response.ok) throw new Error((data.error && data.error.message) || response.statusText);
           return data;
         });
       });
   }
 
-  function login() {
-    var openid = $("openid").value.trim();
-    $("wx-status").textContent = "登录中…";
-    fetch("/dev/miniprogram/wx-login", {
+  function signIn(openid) {
+    return fetch("/dev/miniprogram/wx-login", {
       method: "POST",
       headers: { "Content-Type": "application/json", "X-CSRFToken": csrf },
       body: JSON.stringify({ openid: openid })
@@ -45,10 +50,17 @@
       .then(function (response) { return response.json(); })
       .then(function (data) {
         if (!data.code) throw new Error((data.error && data.error.message) || "wx.login 失败");
+        token = null;
         return call("POST", "/session", { code: data.code });
       })
-      .then(function (data) {
-        token = data.token;
+      .then(function (data) { token = data.token; });
+  }
+
+  function login() {
+    var openid = $("openid").value.trim();
+    $("wx-status").textContent = "登录中…";
+    signIn(openid)
+      .then(function () {
         localStorage.setItem("wx-openid", openid);
         $("wx-status").textContent = "已登录:" + openid;
         $("wx-accounts-section").hidden = false;

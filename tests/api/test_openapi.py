@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from portal.models import Ticket, utcnow
-from portal.services import sessions
+from portal.services import sessions, throttle
 from tests.api.support import API, STUB_APPID, browser_session, new_ticket
 
 SPEC_PATH = Path(__file__).resolve().parents[2] / "wechat_backend" / "openapi.yaml"
@@ -137,6 +137,10 @@ def test_documented_error_statuses_are_the_ones_the_code_returns(
     bound = new_ticket(browser_session(bob), "bind")
     assert phone.confirm(stranger, bound.token).status_code == 200
     record("POST", "/tickets/{ticket}/confirm", phone.confirm(owner, bound.token))
+    for _ in range(int(app.config["THROTTLE_ACCOUNT_FAILURES"])):  # alice's second step is locked
+        throttle.begin("otp", user.account, "192.0.2.77")
+    run(owner, "login", stage=sessions.SECOND_FACTOR, only=["approve"])  # 429 account_locked
+    run(owner, "unbind", only=["confirm"])  # 429 account_locked
 
     for key, operation in operations.items():
         documented = {int(s) for s in operation["responses"] if int(s) >= 400}

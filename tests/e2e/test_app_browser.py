@@ -329,7 +329,7 @@ def test_push_login_with_number_matching(live_server, page, new_phone):
 
 
 def test_wrong_number_cancels_and_pushes_again(live_server, page, new_phone, problems):
-    """Picking another number: the request is cancelled, the web says so and sends a new push."""
+    """Picking another number: the request is cancelled, the web says so, and one click sends a new push."""
     phone = new_phone()
     account = set_up_bound_account(live_server, page, phone, "appcarol@mail.xamd.edu.cn")
 
@@ -343,6 +343,8 @@ def test_wrong_number_cancels_and_pushes_again(live_server, page, new_phone, pro
     alert = page.get_by_role("alert")
     expect(alert).to_contain_text("App 中选择的数字与网页显示的不一致", timeout=POLLED_MS)
     expect(page).to_have_url(re.compile(r"/login/verify\?method=app&notice=denied&reason=number_mismatch$"))
+    expect(page.locator("[data-match-number]")).to_have_count(0)  # nothing is sent without the user's click
+    page.get_by_role("button", name="发送授权请求").click()
     second = expect_push(page)  # a new push, with its own number
     page.screenshot(path=str(SCREENSHOTS / "e2e-app-login-mismatch.png"))
 
@@ -353,7 +355,7 @@ def test_wrong_number_cancels_and_pushes_again(live_server, page, new_phone, pro
 
 
 def test_not_me_cancels_the_login(live_server, page, new_phone):
-    """不是本人操作: the web shows the warning; the login is not completed."""
+    """不是本人操作: the browser is told its request was refused (it may be the intruder's); no login."""
     phone = new_phone()
     account = set_up_bound_account(live_server, page, phone, "appdave@mail.xamd.edu.cn")
 
@@ -361,8 +363,8 @@ def test_not_me_cancels_the_login(live_server, page, new_phone):
     expect_push(page)
     phone.deny(phone.challenge(account, "登录"))
 
-    expect(page.get_by_role("alert")).to_contain_text("您已在 App 中选择“不是本人操作”", timeout=POLLED_MS)
-    expect(page.get_by_role("alert")).to_contain_text("请立即修改密码")
+    expect(page.get_by_role("alert")).to_contain_text("该请求已在手机上被拒绝", timeout=POLLED_MS)
+    expect(page.get_by_role("alert")).not_to_contain_text("修改密码")
     expect(page).to_have_url(re.compile(r"/login/verify\?method=app&mode=code&notice=denied&reason=not_me$"))
     expect(page.locator("[data-match-number]")).to_have_count(0)  # no new push after 不是本人操作
     expect(page.get_by_placeholder("请输入验证码")).to_be_visible()
@@ -430,7 +432,7 @@ def test_unbind_by_push(live_server, page, new_phone, problems):
     mark_document(page)
     app_row(page).get_by_role("link", name="解绑").click()
     box = expect_modal_dialog(page, "邮箱安全 App验证")
-    expect(box).to_contain_text("解绑验证方式前,打开【邮箱安全 App】确认授权")
+    expect(box).to_contain_text("解绑邮箱安全 App前,打开【邮箱安全 App】确认授权")
     expect(box.get_by_role("link", name="扫二维码")).to_be_visible()
     expect(box.get_by_role("link", name="验证码", exact=True)).to_be_visible()
     expect(box.get_by_role("link", name="取消")).to_be_visible()

@@ -364,7 +364,7 @@ def test_deny_on_the_phone_shows_a_new_qr(live_server, page, new_phone):
     phone.scan(first, "登录确认")
     phone.decide("拒绝", "已拒绝")
 
-    expect(page.get_by_role("alert")).to_contain_text("您已在手机上拒绝本次登录", timeout=POLLED_MS)
+    expect(page.get_by_role("alert")).to_contain_text("该请求已在手机上被拒绝", timeout=POLLED_MS)
     expect(page).to_have_url(re.compile(r"/login/verify\?"))
     query = parse_qs(urlsplit(page.url).query)
     assert query["method"] == ["wechat"] and query["notice"] == ["denied"], query
@@ -379,7 +379,7 @@ def test_deny_on_the_phone_shows_a_new_qr(live_server, page, new_phone):
     expect_polled_welcome(page)
 
 
-def test_unbind_by_scanning(live_server, page, new_phone):
+def test_unbind_by_scanning(live_server, page, new_phone, problems):
     """解绑 → 微信验证 QR → the phone confirms → 解绑成功 → 未绑定; the phone no longer lists it."""
     account = live_server.create_user("wxfrank@mail.xamd.edu.cn", totp=False)
     phone = new_phone(FIRST_WECHAT)
@@ -398,6 +398,8 @@ def test_unbind_by_scanning(live_server, page, new_phone):
     phone.scan(url, "解绑确认")
     assert phone.choices() == ["确认", "拒绝"]
     assert phone.fact("帐号") == "w***k@mail.xamd.edu.cn"
+    # Its token rested on the removed factor: the next list is refused (401) and it signs in again.
+    problems.expect_status("/api/wx/v1/accounts", 401)
     phone.decide("确认", "已确认,请回到网页")
 
     expect_polled_dialog(page, "解绑成功")
@@ -428,6 +430,7 @@ def test_change_to_another_wechat(live_server, page, new_phone, problems):
     box = expect_modal_dialog(page, "微信验证")
     expect(box).to_contain_text("修改微信前,打开【微信】扫码确认授权")
     first.scan(qr_url(box, live_server.url), "换绑确认")
+    problems.expect_status("/api/wx/v1/accounts", 401)  # once replaced, its token is refused: it signs in again
     first.decide("确认", "已确认,请回到网页")
 
     # Verified: the dialog turns into the new binding's QR by itself.

@@ -33,3 +33,32 @@ def test_migration_versions_are_increasing():
     versions = [version for version, _, _ in migrations.MIGRATIONS]
     assert versions == sorted(set(versions))
     assert versions[0] == 1
+
+
+def test_migration_6_keys_existing_wechat_users_by_the_configured_appid(ctx, app, user):
+    """A release-5 database: WeChat users unique by openid, factors naming the bare openid."""
+    from playhouse.migrate import SchemaMigrator, migrate
+
+    from portal import crypto
+    from portal.models import Factor, WeChatUser
+
+    table = WeChatUser._meta.table_name
+    migrator = SchemaMigrator.from_database(db.obj)
+    migrate(migrator.drop_index(table, f"{table}_appid_openid"), migrator.drop_column(table, "appid"))
+    migrate(migrator.add_index(table, ("openid",), unique=True))
+    SchemaVersion.delete().where(SchemaVersion.version == 6).execute()
+    db.execute_sql(
+        f'INSERT INTO "{table}" (openid, unionid, session_key, created_at, last_login_at) '
+        "VALUES ('o-old', '', '', '2026-01-01', '2026-01-01')"
+    )
+    Factor.create(user=user, method="wechat", external_id="o-old", secret=crypto.encrypt("JBSWY3DPEHPK3PXP"))
+    app.config["WECHAT_APPID"] = "wxold0000000000001"
+
+    assert migrations.upgrade() == [f"6: {migrations.MIGRATIONS[5][1]}"]
+
+    wx_user = WeChatUser.get(WeChatUser.openid == "o-old")
+    assert wx_user.appid == "wxold0000000000001"
+    assert Factor.get(Factor.method == "wechat").external_id == "wxold0000000000001:o-old" == wx_user.binding_id
+    # The same openid of another mini-program is another person now.
+    WeChatUser.create(appid="wxnew0000000000002", openid="o-old")
+    assert WeChatUser.select().where(WeChatUser.openid == "o-old").count() == 2

@@ -270,6 +270,18 @@ def test_not_me_is_shown_and_audited(browser, user, bound):
     assert is_half_logged_in(browser)
 
 
+def test_the_owner_is_told_of_not_me_on_the_welcome_page(browser, new_browser, user, bound, clock):
+    """不是本人操作 is news for the account's owner: 欢迎页 says so at the owner's next login."""
+    page = second_step(browser, user)
+    assert bound.deny(challenge_for(bound, page)["id"], "not_me").status_code == 200
+
+    owner = new_browser()
+    login_by_code(owner, user, bound, clock)
+
+    welcome = text(owner.get("/"))
+    assert "最近 7 天内有 1 次登录或操作请求被您标记为“不是本人操作”" in welcome and "请尽快修改密码" in welcome
+
+
 def test_an_expired_push_is_not_listed_and_the_page_says_so(browser, user, bound):
     page = second_step(browser, user)
     challenge = challenge_for(bound, page)

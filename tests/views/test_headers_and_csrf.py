@@ -79,15 +79,35 @@ def test_session_and_csrf_cookies_are_httponly_and_lax(browser, user, totp_secre
 
 
 @pytest.mark.app_config(PUBLIC_URL="https://mail2fa.xamd.edu.cn")
-def test_cookies_are_secure_when_the_public_url_is_https(browser, user, totp_secret, clock):
-    csrf_cookie = set_cookies(browser.get("/login"))["portal_csrf"]
-    sid = set_cookies(browser.login(user.account, PASSWORD))[SESSION_COOKIE]
+def test_cookies_are_secure_and_host_only_when_the_public_url_is_https(browser, user, totp_secret, clock):
+    """__Host- cookies: browsers take them only Secure, for Path=/ and without Domain (no sibling host sets them)."""
+    page = browser.get("/login")
+    assert page.headers["Strict-Transport-Security"] == "max-age=31536000"
+    csrf_cookie = set_cookies(page)["__Host-portal_csrf"]
+    sid = set_cookies(browser.login(user.account, PASSWORD))["__Host-" + SESSION_COOKIE]
     response = browser.post("/login/verify", {"method": "totp", "code": clock.next_code(totp_secret), "trust": "1"})
+    assert location(response) == "/"  # the prefixed session cookie carried the half-open session
     cookies = set_cookies(response)
-    for cookie in (csrf_cookie, sid, cookies[SESSION_COOKIE], cookies[TRUST_COOKIE]):
+    for cookie in (csrf_cookie, sid, cookies["__Host-" + SESSION_COOKIE], cookies["__Host-" + TRUST_COOKIE]):
         assert "; Secure" in cookie and "HttpOnly" in cookie and "SameSite=Lax" in cookie
-    deleted = set_cookies(browser.post("/logout"))[SESSION_COOKIE]
+        assert "Path=/" in cookie and "Domain=" not in cookie
+    assert SESSION_COOKIE not in cookies and browser.get("/").status_code == 200
+    deleted = set_cookies(browser.post("/logout"))["__Host-" + SESSION_COOKIE]
     assert "; Secure" in deleted and "Expires=Thu, 01 Jan 1970" in deleted
+
+
+@pytest.mark.app_config(PUBLIC_URL="https://mail2fa.xamd.edu.cn", HSTS_SECONDS=600)
+def test_hsts_max_age_is_configurable(browser):
+    assert browser.get("/login").headers["Strict-Transport-Security"] == "max-age=600"
+
+
+@pytest.mark.app_config(PUBLIC_URL="https://mail2fa.xamd.edu.cn", HSTS_SECONDS=0)
+def test_hsts_can_be_left_to_the_proxy(browser):
+    assert "Strict-Transport-Security" not in browser.get("/login").headers
+
+
+def test_no_hsts_over_http(browser):
+    assert "Strict-Transport-Security" not in browser.get("/login").headers
 
 
 # --- CSRF -----------------------------------------------------------------------------------

@@ -1,0 +1,21 @@
+"""gunicorn settings for the portal (`gunicorn -c gunicorn.conf.py wsgi:app`; `make run` uses this file).
+
+Threads, not one request per process: a request waiting for WeChat, SMTP (later SMS, LDAP) or a busy
+database holds one thread, not a whole worker, so other users' logins go on (DESIGN §4.16). Every
+outbound call has its own timeout of a few seconds, so a thread is never held for long either.
+
+Overrides from the environment: GUNICORN_BIND, GUNICORN_WORKERS, GUNICORN_THREADS, GUNICORN_TIMEOUT.
+"""
+
+import os
+
+bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
+worker_class = "gthread"
+# Processes use the cores (argon2 and page rendering are CPU work); threads cover waiting on the network.
+workers = int(os.environ.get("GUNICORN_WORKERS", "2"))
+threads = int(os.environ.get("GUNICORN_THREADS", "16"))
+# A request still running after this many seconds is a bug (every wait inside is bounded well below it).
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
+graceful_timeout = 10
+keepalive = 5
+accesslog = os.environ.get("GUNICORN_ACCESS_LOG", "-")
