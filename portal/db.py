@@ -44,11 +44,11 @@ def bind(database: peewee.Database) -> None:
 
 
 def init_app(app) -> None:
-    """Open a connection per request and close it afterwards."""
+    """A request connects at its first query (peewee's autoconnect) and closes the connection afterwards.
 
-    @app.before_request
-    def _connect() -> None:
-        db.connect(reuse_if_open=True)
+    Lazily, so that a request needing no database (a static file, the login form) does not wait for
+    one, and an unreachable database fails where the request can say so (e.g. /healthz).
+    """
 
     @app.teardown_appcontext
     def _close(_exc) -> None:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import re
 import socket
+import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import pyotp
 from flask import Flask
@@ -113,3 +115,26 @@ def openid_of(factor) -> str:
     appid, sep, openid = factor.external_id.partition(":")
     assert sep and appid.startswith("wx"), factor.external_id
     return openid
+
+
+# Tables a login writes first (its throttle counter); locking them stalls every login and approval.
+LOCKED_TABLES = ("throttle_counter", "login_session", "ticket", "audit_event", "cache_entry")
+
+
+@contextmanager
+def database_locked(database_url: str) -> Iterator[None]:
+    """Another connection holds the database's write lock (SQLite: BEGIN EXCLUSIVE; PostgreSQL: the
+    login tables locked ACCESS EXCLUSIVE) until the block ends, as a long migration or a backup would."""
+    if database_url.startswith("sqlite:///"):
+        holder = sqlite3.connect(database_url.removeprefix("sqlite:///"), isolation_level=None)
+        holder.execute("BEGIN EXCLUSIVE")
+    else:
+        import psycopg2
+
+        holder = psycopg2.connect(database_url)
+        holder.cursor().execute(f"LOCK TABLE {', '.join(LOCKED_TABLES)} IN ACCESS EXCLUSIVE MODE")
+    try:
+        yield
+    finally:
+        holder.rollback()
+        holder.close()

@@ -14,6 +14,7 @@ import pytest
 from portal.models import AppPassword, User
 from portal.services import app_passwords
 from tests.conftest import PASSWORD
+from tests.helpers import database_locked
 
 ROOT = Path(__file__).resolve().parents[2]
 WRAPPER = ROOT / "bin" / "portal-checkpassword"
@@ -120,6 +121,12 @@ def test_database_down_is_a_temporary_failure(app_config, user):
     down = dict(app_config, DATABASE_URL="postgresql://portal@127.0.0.1:9/nothing-listens-here")
     process = run(down, request(user.account, PASSWORD))
     assert process.returncode == 111 and b"internal error" in process.stderr
+
+
+def test_a_locked_database_is_a_temporary_failure_within_the_timeout(app_config, user):
+    with database_locked(app_config["DATABASE_URL"]):
+        process = run(dict(app_config, DATABASE_TIMEOUT=1), request(user.account, PASSWORD))
+    assert process.returncode == 111, process.stderr.decode()  # Dovecot: "temporary failure", not "wrong"
 
 
 def test_it_fits_in_the_address_space_dovecot_gives_it(app_config, user, totp_secret, app_password):

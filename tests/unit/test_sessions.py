@@ -169,3 +169,72 @@ def test_client_fields_are_truncated():
     client = Client.of("1" * 100, "u" * 1000)
     assert (len(client.ip), len(client.user_agent)) == (64, 300)
     assert Client.of(None, None) == Client("", "")
+
+
+# --- invariant 15: half-logged-in sessions are short-lived ---------------------------------------
+
+
+def _age(token: str, minutes: int) -> None:
+    LoginSession.update(created_at=utcnow() - timedelta(minutes=minutes), last_seen_at=utcnow()).where(
+        LoginSession.token_hash == crypto.token_hash(token)
+    ).execute()
+
+
+@pytest.mark.parametrize("stage", [sessions.SECOND_FACTOR, sessions.BINDING])
+def test_a_half_logged_in_session_ends_after_ten_minutes(user, client, stage):
+    token = sessions.start(user, stage, client)
+    _age(token, 9)
+    assert sessions.resolve(token) is not None  # kept alive by use, but only so long
+    _age(token, 10)
+    assert sessions.resolve(token) is None
+    assert _row(token).end_reason == "pending_expired"
+
+
+def test_a_full_session_of_that_age_lives_on(user, client):
+    token = sessions.start(user, sessions.FULL, client)
+    _age(token, 60)
+    assert sessions.resolve(token) is not None
+
+
+@pytest.mark.config(PENDING_MINUTES=3)
+def test_the_pending_lifetime_is_configurable(user, client):
+    token = sessions.start(user, sessions.SECOND_FACTOR, client)
+    _age(token, 3)
+    assert sessions.resolve(token) is None
+
+
+# --- when the session last proved a second factor (step-up) --------------------------------------
+
+
+def test_verified_at_is_set_by_the_second_step_not_by_the_password(user, client):
+    token = sessions.start(user, sessions.SECOND_FACTOR, client)
+    session = sessions.resolve(token)
+    assert session.verified_at is None and not sessions.freshly_verified(session)
+    sessions.advance(session, sessions.SECOND_FACTOR, sessions.FULL)
+    assert sessions.freshly_verified(session) and _row_by_id(session.id).verified_at is not None
+
+
+def test_a_trusted_device_login_is_not_verified(user, client):
+    session = sessions.resolve(sessions.start(user, sessions.FULL, client))
+    assert session.verified_at is None and not sessions.freshly_verified(session)
+    sessions.mark_verified(session)
+    assert sessions.freshly_verified(session)
+
+
+def test_freshness_ends_with_the_step_up_window(user, client, app):
+    session = sessions.resolve(sessions.start(user, sessions.FULL, client, verified=True))
+    window = int(app.config["STEP_UP_MINUTES"])
+    session.verified_at = utcnow() - timedelta(minutes=window - 1)
+    assert sessions.freshly_verified(session)
+    session.verified_at = utcnow() - timedelta(minutes=window)
+    assert not sessions.freshly_verified(session)
+
+
+def _row_by_id(session_id: int) -> LoginSession:
+    return LoginSession.get_by_id(session_id)
+
+
+def test_end_all_keeps_the_session_that_made_the_change(user, client):
+    keep, other = (sessions.resolve(sessions.start(user, sessions.FULL, client)) for _ in range(2))
+    assert sessions.end_all(user, "totp unbound", keep=keep) == 1
+    assert _row_by_id(keep.id).ended_at is None and _row_by_id(other.id).end_reason == "totp unbound"

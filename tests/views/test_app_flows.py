@@ -13,7 +13,7 @@ from datetime import timedelta
 import pytest
 
 from portal.models import AuditEvent, Factor, Ticket, TrustedDevice, utcnow
-from portal.services import accounts, policy, scans, sessions
+from portal.services import accounts, policy, scans, sessions, throttle
 from portal.web.guard import SESSION_COOKIE, TRUST_COOKIE
 from tests.api.app_support import AppDevice, app_factor, enrolled, error_code, ticket_by_token, token_in
 from tests.conftest import PASSWORD
@@ -564,3 +564,39 @@ def test_the_qr_url_page_is_public_for_a_half_logged_in_browser(browser, user, b
     password_step(browser, user)
     page = browser.get("/app/t/whatever")
     assert page.status_code == 200 and "请使用邮箱安全 App扫一扫" in text(page)
+
+
+# --- pushes never punish the user (item 10 of #9) ------------------------------------------------
+
+
+def test_reloading_the_second_step_reuses_one_push_and_never_locks(browser, user, bound, clock):
+    numbers = set()
+    password_step(browser, user)
+    for _ in range(12):
+        numbers.add(number_of(browser.get(VERIFY, User_Agent=CHROME)))
+
+    assert len(numbers) == 1 and len(bound.pending()) == 1
+    assert Ticket.select().where(Ticket.channel == "push").count() == 1
+    assert throttle.failures("otp", user.account) == 0 and throttle.failures("push", user.account) == 1
+    clock.step += 1
+    assert location(browser.post(VERIFY, {"method": "app", "code": bound.code()})) == "/"
+
+
+def test_opening_the_unbind_dialog_again_and_again_sends_one_push(app_session, user, bound):
+    for _ in range(12):
+        dialog = app_session.get(f"{PAGE}/app/unbind", htmx=True)
+        assert "尝试次数过多" not in text(dialog) and number_of(dialog)
+    assert len(bound.pending()) == 1
+    assert throttle.failures("otp", user.account) == 0
+
+
+def test_an_expired_push_is_no_failure(browser, user, bound, clock):
+    password_step(browser, user)
+    for _ in range(12):  # each push expires unanswered; the user asks for a new one each time
+        Ticket.update(expires_at=utcnow() - timedelta(seconds=1), created_at=utcnow() - timedelta(minutes=3)).execute()
+        browser.post(f"{VERIFY}/push")
+    assert throttle.failures("otp", user.account) == 0  # unanswered pushes are not failed attempts
+    page = browser.get(VERIFY, User_Agent=CHROME)
+    assert "尝试次数过多" not in text(page)
+    clock.step += 1
+    assert location(browser.post(VERIFY, {"method": "app", "code": bound.code()})) == "/"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -178,3 +179,28 @@ def test_logged_in_user_visiting_login_goes_home(browser, user):
     assert location(browser.get("/login")) == "/"
     assert location(browser.get("/login/verify")) == "/"  # nothing left to verify
     assert location(browser.post("/login/verify", {"method": "totp", "code": "123456"})) == "/"
+
+
+# --- item 11 of #9: say how many tries are left, and until when a lock lasts ----------------------
+
+
+def test_wrong_codes_warn_before_the_lock_and_the_lock_says_until_when(browser, user, totp_secret, clock, app):
+    limit = int(app.config["THROTTLE_ACCOUNT_FAILURES"])  # 10
+    browser.login(user.account, PASSWORD)
+    messages = []
+    for _ in range(limit + 1):
+        response = browser.post("/login/verify", {"method": "totp", "code": clock.wrong_code(totp_secret)})
+        messages.append(re.search(r'role="alert">([^<]+)<', text(response)).group(1))
+
+    assert messages[0] == "验证码错误,请重新输入"  # plenty left: no count yet
+    assert messages[limit - 4] == "验证码错误,请重新输入,还可尝试 3 次"
+    assert messages[limit - 2] == "验证码错误,请重新输入,还可尝试 1 次"
+    assert re.fullmatch(r"验证码错误,请重新输入;已达尝试上限,请于 \d\d:\d\d 后再试", messages[limit - 1])
+    assert re.fullmatch(r"尝试次数过多,请于 \d\d:\d\d 后再试", messages[limit])
+    # The second step says so when it is opened again, before anything is typed.
+    assert re.search(r"尝试次数过多,请于 \d\d:\d\d 后再试", text(browser.get("/login/verify")))
+
+
+def test_the_lock_time_is_local_time(ctx):
+    noon_utc = datetime(2026, 12, 1, 4, 0, 0)  # 12:00 in Asia/Shanghai; the 15-minute window ends 12:15
+    assert throttle._lock_end(noon_utc + timedelta(minutes=3)) == "12:15"
