@@ -98,6 +98,11 @@ def recent_failures(limit: int = 20) -> list[AuditEvent]:
     return list(AuditEvent.select().where(AuditEvent.outcome != "ok").order_by(AuditEvent.id.desc()).limit(limit))
 
 
+# Throttle scopes whose failures lock an account, as the support desk names them.
+LOCK_SCOPES = {"password": "密码", "otp": "验证码", "mail": "邮件客户端"}
+SEARCH_LIMIT = 20
+
+
 @dataclass
 class AccountSummary:
     """What the support desk sees of one account before helping its owner."""
@@ -108,18 +113,30 @@ class AccountSummary:
     app_passwords: int
     trusted_devices: int
     failures: dict[str, int]  # throttle scope → failures of this account in the current window
+    locks: dict[str, datetime]  # label of a locked scope → when the lock ends
     events: list[AuditEvent]
 
 
 def account_summary(account: str) -> AccountSummary:
     user = accounts.get(account)
     bound = Factor.select(Factor.method).where(Factor.user == user)
+    locks = {label: throttle.locked_until(scope, user.account, "") for scope, label in LOCK_SCOPES.items()}
     return AccountSummary(
         user=user,
         methods=[policy.METHODS[f.method].label for f in bound if f.method in policy.METHODS],
         must_bind=policy.must_bind(user),
         app_passwords=AppPassword.select().where(AppPassword.user == user).count(),
         trusted_devices=len(trust.active(user)),
-        failures={scope: throttle.failures(scope, user.account) for scope in ("password", "otp", "mail")},
+        failures={scope: throttle.failures(scope, user.account) for scope in LOCK_SCOPES},
+        locks={label: until for label, until in locks.items() if until is not None},
         events=audit.recent(15, account=user.account),
     )
+
+
+def find_accounts(query: str) -> list[User]:
+    """Accounts whose address or name starts with ``query`` (case-insensitive), by address; at most 20."""
+    prefix = query.strip()[:100]
+    if not prefix:
+        return []
+    matches = User.select().where(User.account.startswith(prefix) | User.name.startswith(prefix))  # LIKE, escaped
+    return list(matches.order_by(User.account).limit(SEARCH_LIMIT))

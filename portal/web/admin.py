@@ -33,6 +33,13 @@ def index():
 
 @bp.get("/users")
 def user_support():
+    """用户支持: ``q`` searches by the start of an address or name; ``account`` opens one account."""
+    query = request.args.get("q", "").strip()
+    if query and not request.args.get("account"):
+        matches = reports.find_accounts(query)
+        if len(matches) != 1:
+            return page_or_fragment(USER_TEMPLATE, "support", query=query, matches=matches, summary=None)
+        return _support(matches[0].account, query=query)
     return _support(request.args.get("account", ""))
 
 
@@ -79,4 +86,5 @@ def _support(account: str, status: int = 200, **context):
         except DomainError as exc:
             context.setdefault("error", exc.message)
             status = status if status != 200 else exc.status
+    context.setdefault("query", account)
     return page_or_fragment(USER_TEMPLATE, "support", status, account=account, summary=summary, **context)

@@ -3,6 +3,12 @@
   "use strict";
   document.documentElement.classList.add("js");
 
+  // On a phone the side navigation is a row of tabs that scrolls: show the current one.
+  var current = document.querySelector(".sidenav [aria-current='page']");
+  if (current && current.parentElement.scrollWidth > current.parentElement.clientWidth) {
+    current.parentElement.scrollLeft = current.offsetLeft - 16;
+  }
+
   function openDialogs(root) {
     root.querySelectorAll("dialog[data-dialog]").forEach(function (dialog) {
       if (!dialog.open && typeof dialog.showModal === "function") dialog.showModal();

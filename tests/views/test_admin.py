@@ -218,3 +218,36 @@ def test_a_trusted_device_of_someone_who_became_admin_no_longer_counts(new_brows
     user.is_admin = True
     user.save()
     assert location(browser.login(user.account, PASSWORD)) == "/login/verify"
+
+
+# --- finding an account by the start of its address or name (item 14 of #9) ----------------------
+
+
+def test_search_by_the_start_of_the_address_opens_the_one_match(admin_browser, user):
+    response = admin_browser.get("/admin/users?q=ALI")
+    assert response.status_code == 200 and user.account in text(response)
+    assert 'data-field="status"' in text(response)  # one match: its panel at once
+
+
+def test_search_by_the_start_of_a_name_lists_several(admin_browser, admin):
+    accounts.create("lisi@mail.xamd.edu.cn", PASSWORD, name="李四")
+    accounts.create("lisa@mail.xamd.edu.cn", PASSWORD, name="李莎")
+    accounts.create("wangwu@mail.xamd.edu.cn", PASSWORD, name="王五")
+
+    by_name = text(admin_browser.get("/admin/users?q=李"))
+    by_address = text(admin_browser.get("/admin/users?q=lis"))
+
+    for body in (by_name, by_address):
+        assert "找到 2 个" in body and "lisa@mail.xamd.edu.cn" in body and "lisi@mail.xamd.edu.cn" in body
+        assert "wangwu" not in body and "data-field" not in body
+    assert "没有以“zz”开头的账号" in text(admin_browser.get("/admin/users?q=zz"))
+    assert "找到" not in text(admin_browser.get("/admin/users?q=%25"))  # LIKE wildcards are literal
+
+
+def test_a_locked_account_shows_the_lock_and_when_it_ends(admin_browser, new_browser, user, app):
+    fail_logins(new_browser, user.account, int(app.config["THROTTLE_ACCOUNT_FAILURES"]))
+    response = admin_browser.get(f"/admin/users?account={user.account}")
+    assert field(response, "status").startswith("已锁定")
+    assert re.search(r"密码错误过多,\d{4}-\d\d-\d\d \d\d:\d\d 自动解除", field(response, "locks"))
+    unlocked = admin_browser.post("/admin/users/unlock", {"account": user.account}, htmx=True)
+    assert field(unlocked, "status").startswith("正常") and 'data-field="locks"' not in text(unlocked)

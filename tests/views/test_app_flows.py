@@ -451,6 +451,8 @@ def test_unbind_by_scanning_the_qr(app_session, user, bound):
 def test_unbind_by_code(app_session, user, bound, clock):
     dialog = app_session.get(f"{PAGE}/app/unbind?mode=code", htmx=True)
     assert "打开【邮箱安全 App】输入验证码" in text(dialog)
+    # 图 3-2-4: "看不到验证码? 请选择 App 授权 或 扫二维码": both ways back to the phone are offered.
+    assert re.search(r"看不到验证码\?请选择 <a [^>]*>App 授权</a> 或 <a [^>]*mode=qr[^>]*>扫二维码</a>", text(dialog))
     assert "data-match-number" not in text(dialog) and "data-qr-url" not in text(dialog)
     clock.step += 1
 
