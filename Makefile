@@ -34,6 +34,7 @@ test: setup
 
 bench: setup
 	PYTHONPATH=. $(PY) bench/bench_portal.py
+	PYTHONPATH=. $(PY) -m bench.under_load
 
 lint: setup
 	$(VENV)/bin/ruff check .

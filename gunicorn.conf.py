@@ -4,7 +4,8 @@ Threads, not one request per process: a request waiting for WeChat, SMTP (later 
 database holds one thread, not a whole worker, so other users' logins go on (DESIGN §4.16). Every
 outbound call has its own timeout of a few seconds, so a thread is never held for long either.
 
-Overrides from the environment: GUNICORN_BIND, GUNICORN_WORKERS, GUNICORN_THREADS, GUNICORN_TIMEOUT.
+Overrides from the environment: GUNICORN_BIND, GUNICORN_WORKERS, GUNICORN_THREADS, GUNICORN_TIMEOUT,
+GUNICORN_ACCESS_LOG (a file, "-" for stdout, empty for none).
 """
 
 import os
@@ -18,4 +19,7 @@ threads = int(os.environ.get("GUNICORN_THREADS", "16"))
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 graceful_timeout = 10
 keepalive = 5
-accesslog = os.environ.get("GUNICORN_ACCESS_LOG", "-")
+accesslog = os.environ.get("GUNICORN_ACCESS_LOG", "-") or None  # "-": to stdout; empty: none
+# No runtime control socket ($HOME/.gunicorn/gunicorn.ctl): several instances on one host would share
+# that one path, and the portal is managed by its service manager's signals.
+control_socket_disable = True
