@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from portal import crypto
 from portal.db import db
 from portal.models import Device, DeviceSignature, Factor, Ticket, User, utcnow
-from portal.services import factors, otp, sessions, tickets, useragent
+from portal.services import factors, otp, tickets, useragent
 from portal.services.client import Client
 from portal.services.errors import Conflict, Expired, InvalidCredentials, InvalidInput, NotAllowed, NotFound
 
@@ -57,19 +57,14 @@ def enroll(
     if ticket.purpose != "bind":
         raise InvalidInput("这不是绑定二维码", code="wrong_purpose")
     tickets.require_live_session(ticket)
-    if ticket.session.stage not in (sessions.FULL, sessions.BINDING):  # invariant 7, as for 微信
-        raise NotAllowed("网页登录未完成", code="session_not_full")
     device_id = "dev_" + secrets.token_urlsafe(12)
     secret = otp.new_secret()
     label = f"{name} ({platform})" if platform else name
     with db.atomic():
-        tickets.decide(ticket, device_id, approve=True)
-        factors.commit_binding(
-            ticket.session,
-            ticket.user,
-            METHOD,
+        factors.commit_scanned_binding(
+            ticket,
+            device_id,
             client,
-            replaces=ticket.replaces,
             detail=f"device {device_id} {label}",
             label=label,
             external_id=device_id,

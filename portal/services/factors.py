@@ -10,8 +10,8 @@ from flask import current_app
 
 from portal import crypto
 from portal.db import db, lock_rows
-from portal.models import Enrollment, Factor, Grant, LoginSession, User, utcnow
-from portal.services import audit, mailed_codes, otp, policy, revocation, sessions, step_up, throttle
+from portal.models import Enrollment, Factor, Grant, LoginSession, Ticket, User, utcnow
+from portal.services import audit, mailed_codes, otp, policy, revocation, sessions, step_up, throttle, tickets
 from portal.services.client import Client
 from portal.services.errors import Conflict, Expired, InvalidCode, NotAllowed, NotFound, SecretUnreadable
 
@@ -199,6 +199,18 @@ def commit_binding(
         event = "factor_changed" if replaces else "factor_bound"
         audit.record(event, user=user, method=method, client=client, detail=detail or fields.get("label", ""))
     return factor
+
+
+def commit_scanned_binding(ticket: Ticket, approver: str, client: Client | None, **fields) -> Factor:
+    """A phone confirmed a bind QR (微信, 邮箱安全 App): the ticket is decided and the factor stored, together.
+
+    Only a browser past the password (full, or forced to bind) may bind (invariant 7).
+    """
+    if ticket.session.stage not in (sessions.FULL, sessions.BINDING):
+        raise NotAllowed("网页登录未完成", code="session_not_full")
+    with db.atomic():
+        tickets.decide(ticket, approver, approve=True)
+        return commit_binding(ticket.session, ticket.user, ticket.method, client, ticket.replaces, **fields)
 
 
 def unbind(session: LoginSession, user: User, method: str, via: str, raw_code: str | None, client: Client) -> None:

@@ -18,7 +18,7 @@ from flask import current_app
 
 from portal.services.errors import Unavailable
 
-TIMEOUT = 10  # seconds for the whole conversation with the SMTP server
+TIMEOUT = 5  # seconds for each step of the conversation with the SMTP server (connect, each reply)
 PORTS = {"smtp": 25, "smtp+starttls": 587, "smtps": 465}
 FAILED = "验证码邮件发送失败,请稍后再试;如多次失败请联系管理员"
 

@@ -9,7 +9,7 @@ from datetime import UTC, timedelta
 from portal import crypto
 from portal.db import db
 from portal.models import ApiToken, Factor, Ticket, WeChatUser, utcnow
-from portal.services import factors, otp, sessions, tickets, trust, useragent
+from portal.services import factors, otp, tickets, trust, useragent
 from portal.services.accounts import mask
 from portal.services.client import Client
 from portal.services.errors import InvalidCredentials, InvalidInput, NotAllowed, SecretUnreadable
@@ -142,20 +142,14 @@ def _ticket_for(wx_user: WeChatUser, token: str) -> Ticket:
 
 def _bind(ticket: Ticket, wx_user: WeChatUser, client: Client | None) -> None:
     """Approve a bind ticket and store the factor in one transaction (修改 replaces the old one)."""
-    if ticket.session.stage not in (sessions.FULL, sessions.BINDING):
-        raise NotAllowed("网页登录未完成", code="session_not_full")
-    with db.atomic():
-        tickets.decide(ticket, wx_user.openid, approve=True)
-        factors.commit_binding(
-            ticket.session,
-            ticket.user,
-            METHOD,
-            client,
-            replaces=ticket.replaces,
-            label=f"微信用户 {mask(wx_user.openid)}",
-            external_id=wx_user.binding_id,
-            secret=crypto.encrypt(otp.new_secret()),
-        )
+    factors.commit_scanned_binding(
+        ticket,
+        wx_user.openid,
+        client,
+        label=f"微信用户 {mask(wx_user.openid)}",
+        external_id=wx_user.binding_id,
+        secret=crypto.encrypt(otp.new_secret()),
+    )
 
 
 def describe_request(ticket: Ticket) -> dict:

@@ -31,3 +31,11 @@ def wx_login(phone):
 @pytest.fixture
 def bob(ctx):
     return accounts.create("bob@mail.xamd.edu.cn", PASSWORD, name="Bob")
+
+
+@pytest.fixture
+def owner(ctx, user, phone, wx_login):
+    """alice has bound 微信: the bearer token of the WeChat user holding it ("o-owner")."""
+    token = wx_login("o-owner")
+    phone.bind(token, user)
+    return token

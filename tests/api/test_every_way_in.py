@@ -20,14 +20,6 @@ from tests.api.support import BROWSER, browser_session, error_code, fresh, new_t
 
 
 @pytest.fixture
-def owner(ctx, user, phone, wx_login):
-    """alice has bound 微信: the bearer token of the WeChat user holding it."""
-    token = wx_login("o-owner")
-    phone.bind(token, user)
-    return token
-
-
-@pytest.fixture
 def device(ctx, app, user) -> AppDevice:
     """alice has bound the 邮箱安全 App too."""
     return enrolled(app.test_client(), user)

@@ -14,13 +14,6 @@ from tests.api.support import BROWSER, browser_session, fresh, new_ticket, sessi
 from tests.helpers import openid_of
 
 
-@pytest.fixture
-def owner(ctx, user, phone, wx_login):
-    token = wx_login("o-owner")
-    phone.bind(token, user)
-    return token
-
-
 def login_attempt(user) -> tuple[str, object, NewTicket]:
     """A browser that passed the password step and shows the login QR: cookie, session, ticket."""
     cookie = sessions.start(user, sessions.SECOND_FACTOR, BROWSER)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 from portal.models import ApiToken, AuditEvent, CacheEntry, Factor, LoginSession, Ticket, WeChatUser
 from portal.services import scans, sessions, tickets
 from tests.api.support import API, BROWSER, browser_session, fresh, new_ticket, run_threads
@@ -22,13 +20,6 @@ def post_in_thread(app, path: str, token: str, json=None) -> tuple[int, str]:
 def statuses(results) -> list[int]:
     assert all(kind == "ok" for kind, _ in results), results
     return sorted(status for _, (status, _code) in results)
-
-
-@pytest.fixture
-def owner(ctx, user, phone, wx_login):
-    token = wx_login("o-owner")
-    phone.bind(token, user)
-    return token
 
 
 def test_concurrent_sign_ins_of_one_wechat_user(app, ctx, wechat_stub):

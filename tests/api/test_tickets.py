@@ -30,14 +30,6 @@ def undecided(ticket: Ticket) -> bool:
 
 
 @pytest.fixture
-def owner(ctx, user, phone, wx_login):
-    """The WeChat user bound to alice's account: their bearer token."""
-    token = wx_login("o-owner")
-    phone.bind(token, user)
-    return token
-
-
-@pytest.fixture
 def stranger(ctx, wx_login):
     return wx_login("o-stranger")
 

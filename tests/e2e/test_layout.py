@@ -25,7 +25,10 @@ pytestmark = pytest.mark.e2e
 
 VIEWPORTS = {"desktop": {"width": 1280, "height": 800}, "phone": {"width": 390, "height": 844}}
 # Labels that must stay on one line, and table headings that may take two at most (never one per character).
-LINES = [[".badge, .btn, .brand, .user span, .user button, .methods th, .sidenav a, .match-number, .facts dt", 1], [".grid th", 2]]
+LINES = [
+    [".badge, .btn, .brand, .user span, .user button, .methods th, .sidenav a, .match-number, .facts dt", 1],
+    [".grid th", 2],
+]
 
 # Returns what is wrong on the page: controls outside their box, labels broken over lines, sideways scroll.
 MEASURE = """
@@ -42,7 +45,9 @@ MEASURE = """
       if (!visible(el) || el.closest('.table-scroll') || (box.matches('.card') && el.closest('dialog'))) continue;
       const r = el.getBoundingClientRect();
       if (r.left < outer.left - 1 || r.right > outer.right + 1) {
-        problems.push(`"${name(el)}" sticks out of its ${box.tagName.toLowerCase()}: ${Math.round(r.left)}–${Math.round(r.right)} outside ${Math.round(outer.left)}–${Math.round(outer.right)}`);
+        const where = `${Math.round(r.left)}–${Math.round(r.right)}`;
+        const room = `${Math.round(outer.left)}–${Math.round(outer.right)}`;
+        problems.push(`"${name(el)}" sticks out of its ${box.tagName.toLowerCase()}: ${where} outside ${room}`);
       }
     }
   }

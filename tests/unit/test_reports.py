@@ -38,6 +38,17 @@ def test_lockouts_list_accounts_and_addresses_at_their_limit(ctx):
     assert all(now < lock.until <= now + timedelta(minutes=15) for lock in reports.lockouts(now))
 
 
+@pytest.mark.config(THROTTLE_ACCOUNT_FAILURES=2)
+def test_a_cap_reached_is_no_lockout(ctx):
+    """App pushes and mailed codes are capped on the same counters; reaching a cap locks nobody."""
+    for _ in range(2):
+        throttle.spend("push", "a@x.cn", "203.0.113.5", 2, 30, what="发送授权请求")
+    with pytest.raises(Throttled):
+        throttle.spend("push", "a@x.cn", "203.0.113.5", 2, 30, what="发送授权请求")
+    assert reports.lockouts() == []
+    assert throttle.locked_until("otp", "a@x.cn", "203.0.113.5") is None
+
+
 def test_recent_failures_leave_out_successes(user):
     audit.record("login_password", user=user)
     audit.record("login_password", user=user, outcome="fail")
