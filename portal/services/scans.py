@@ -25,7 +25,6 @@ PREFERRED = ("app", "wechat", "totp", "email")  # the default verification: the 
 PUSH_OPEN_LIMIT = 3  # push challenges waiting at once per account
 PUSH_INTERVAL = timedelta(seconds=30)  # between two pushes of one browser for one purpose
 PUSHES_PER_WINDOW = (10, 30)  # per account, per IP, in each throttle window
-LABELS = {"wechat": "微信", "app": "邮箱安全 App"}
 # What the browser is told when the phone turned its request down: that it was refused, nothing more.
 # (Whoever sits at this browser may be the one the owner refused; the owner is told on 欢迎页.)
 REFUSED = "该请求已在手机上被拒绝,本次操作已取消。"

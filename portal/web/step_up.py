@@ -64,7 +64,8 @@ def ask(action: str, via: str = "", mode: str = "", resend: bool = False, error:
     _, cancel = _next(action)
     dialog = verify_dialog.build(
         verify_dialog.Links("step_up", {"action": action}),
-        before=f"{step_up.ACTIONS[action]}前,请完成安全验证",
+        before=f"{step_up.ACTIONS[action]}前",
+        intro=f"为保护您的帐号,{step_up.ACTIONS[action]}前需要再验证一次身份。",
         purpose="verify",
         target=action,
         cancel_url=cancel,

@@ -45,6 +45,7 @@ class VerifyDialog:
     cancel_url: str
     poll: str | None = None
     mailbox: dict = field(default_factory=dict)  # email_to / email_sent when verifying by 备用邮箱
+    intro: str = ""  # why it is asked, when that is not obvious (step-up)
 
 
 def build(
@@ -57,6 +58,7 @@ def build(
     mode: str = "",
     resend: bool = False,
     title: str = "",
+    intro: str = "",
 ) -> VerifyDialog:
     """The dialog for verifying with ``via`` (default: the preferred bound method) in ``mode``."""
     bound = factors.bound_methods(g.user)
@@ -72,4 +74,5 @@ def build(
         cancel_url=cancel_url,
         poll=url_for("security.scan_poll", ticket_id=challenge.new.ticket.id) if challenge.new else None,
         mailbox=backup_email.mailbox(g.login, g.user) if via == backup_email.METHOD else {},
+        intro=intro,
     )

@@ -59,7 +59,7 @@ def test_a_fresh_login_creates_an_app_password_at_once(fresh_session):
 def test_a_trusted_device_login_must_verify_before_an_app_password(trusted_session, totp_secret, clock, htmx):
     dialog = trusted_session.get(f"{APP_PASSWORDS}/new", htmx=htmx)
     assert asks_for_verification(dialog, "app-password")
-    assert "生成专用密码前,请完成安全验证" in text(dialog)
+    assert "为保护您的帐号,生成专用密码前需要再验证一次身份" in text(dialog)
     # Posting the form directly does not get around it.
     refused = trusted_session.post(f"{APP_PASSWORDS}/new", {"name": "Foxmail"}, htmx=htmx)
     assert asks_for_verification(refused, "app-password") and AppPassword.select().count() == 0
