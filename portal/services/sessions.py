@@ -26,7 +26,7 @@ PENDING = (SECOND_FACTOR, BINDING)
 TOUCH_EVERY = timedelta(seconds=60)  # last_seen_at is written at most this often
 
 
-def start(user: User, stage: str, client: Client, previous: LoginSession | None = None, verified: bool = False) -> str:
+def start(user: User, stage: str, client: Client, previous: LoginSession | None = None) -> str:
     """Open a session after the password step; ends ``previous``; returns the cookie token."""
     if previous is not None:
         end(previous, "replaced")
@@ -38,7 +38,6 @@ def start(user: User, stage: str, client: Client, previous: LoginSession | None 
         ip=client.ip,
         user_agent=client.user_agent,
         expires_at=utcnow() + timedelta(hours=int(current_app.config["SESSION_MAX_HOURS"])),
-        verified_at=utcnow() if verified else None,
     )
     return token
 
@@ -85,18 +84,15 @@ def _end_reason(session: LoginSession, now: datetime) -> str:
     return ""
 
 
-def advance(session: LoginSession, from_stage: str, to_stage: str, verified: bool = True) -> str:
+def advance(session: LoginSession, from_stage: str, to_stage: str) -> str:
     """Move to the next stage under a new token; only one concurrent caller can win.
 
-    ``verified``: the step that completes it proved a second factor (not e.g. a trusted device).
+    Every step that completes a login proved a second factor (a trusted device skips ``advance``).
     """
     token = crypto.new_token()
     now = utcnow()
-    fields = {"token_hash": crypto.token_hash(token), "stage": to_stage, "last_seen_at": now}
-    if verified:
-        fields["verified_at"] = now
     changed = (
-        LoginSession.update(fields)
+        LoginSession.update(token_hash=crypto.token_hash(token), stage=to_stage, last_seen_at=now, verified_at=now)
         .where(
             (LoginSession.id == session.id)
             & (LoginSession.token_hash == session.token_hash)
@@ -107,8 +103,7 @@ def advance(session: LoginSession, from_stage: str, to_stage: str, verified: boo
     )
     if changed != 1:
         raise Conflict("登录状态已变化,请重新登录", code="session_changed")
-    session.token_hash, session.stage = crypto.token_hash(token), to_stage
-    session.verified_at = fields.get("verified_at", session.verified_at)
+    session.token_hash, session.stage, session.verified_at = crypto.token_hash(token), to_stage, now
     return token
 
 

@@ -222,7 +222,7 @@ def test_a_trusted_device_login_is_not_verified(user, client):
 
 
 def test_freshness_ends_with_the_step_up_window(user, client, app):
-    session = sessions.resolve(sessions.start(user, sessions.FULL, client, verified=True))
+    session = sessions.resolve(sessions.start(user, sessions.FULL, client))
     window = int(app.config["STEP_UP_MINUTES"])
     session.verified_at = utcnow() - timedelta(minutes=window - 1)
     assert sessions.freshly_verified(session)
