@@ -37,9 +37,10 @@ def create_app(config: dict | None = None) -> Flask:
     db_module.init_app(app)
 
     import wechat_backend
-    from portal import cli, web
+    from portal import cli, directory, web
     from portal.web import app_api  # noqa: F401 -- registered below
 
+    directory.init_app(app)
     web.init_app(app)
     # JSON APIs authenticate each request themselves (bearer token, device signature): no cookies,
     # so neither the login guard nor CSRF applies.

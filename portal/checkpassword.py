@@ -102,10 +102,9 @@ def _authenticate(account: str, password: str) -> str | None:
 
 def _lookup(account: str) -> str | None:
     """The account name if it exists and is enabled (no password involved)."""
-    from portal.models import User
-    from portal.services import accounts
+    from portal import directory
 
-    user = _in_app(lambda: User.by_account(accounts.normalize(account)))
+    user = _in_app(lambda: directory.account_of(account))
     return user.account if user is not None and not user.disabled else None
 
 

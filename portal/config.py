@@ -39,6 +39,23 @@ DEFAULTS: dict[str, object] = {
     "STEP_UP_MINUTES": 10,
     "DATABASE_TIMEOUT": 5,
     "HSTS_SECONDS": 31536000,
+    # Primary passwords (portal/directory): local (argon2 here) | ldap | imap
+    "PASSWORD_BACKEND": "local",
+    "LDAP_URLS": "",
+    "LDAP_START_TLS": "off",
+    "LDAP_CA_FILE": "",
+    "LDAP_BIND_DN": "",
+    "LDAP_BIND_PASSWORD": "",
+    "LDAP_BASE_DN": "",
+    "LDAP_USER_FILTER": "(&(objectClass=inetOrgPerson)(|(mail={login})(uid={login})))",
+    "LDAP_ATTR_ACCOUNT": "mail",
+    "LDAP_ATTR_NAME": "displayName",
+    "LDAP_TIMEOUT": 5,
+    "LDAP_PASSWORD_CHANGE": "off",
+    "LDAP_ALLOW_PLAINTEXT": False,  # development only: ldap:// without StartTLS (e.g. a local test slapd)
+    "IMAP_PASSWORD_URL": "",
+    "IMAP_CA_FILE": "",
+    "PASSWORD_CHANGE_URL": "",
 }
 
 # Development talks to the local WeChat stub (`flask --app wsgi wechat-stub`, started by make run), and
@@ -50,7 +67,7 @@ DEVELOPMENT_DEFAULTS: dict[str, object] = {
     "MAIL_BACKENDS": "imap=127.0.0.1:143,pop3=127.0.0.1:110,smtp=127.0.0.1:25",
 }
 
-BOOLEAN_KEYS = {"DEV_SIMULATORS"}
+BOOLEAN_KEYS = {"DEV_SIMULATORS", "LDAP_ALLOW_PLAINTEXT"}
 INTEGER_KEYS = {
     "SESSION_IDLE_MINUTES",
     "SESSION_MAX_HOURS",
@@ -63,6 +80,7 @@ INTEGER_KEYS = {
     "STEP_UP_MINUTES",
     "DATABASE_TIMEOUT",
     "HSTS_SECONDS",
+    "LDAP_TIMEOUT",
 }
 POSITIVE_KEYS = INTEGER_KEYS - {"TRUSTED_PROXIES", "HSTS_SECONDS"}  # these two may be 0 (off)
 SECRET_KEYS = ("SECRET_KEY", "DATA_KEY")

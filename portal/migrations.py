@@ -83,6 +83,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[], None]]] = [
         "WeChat users keyed by (appid, openid); when a session last proved a factor",
         _wechat_appid_and_session_verification,
     ),
+    (7, "directory accounts (LDAP, IMAP): their stable id", lambda: _add_missing_columns(models.User)),
 ]
 
 

@@ -27,7 +27,8 @@ class SchemaVersion(BaseModel):
 class User(BaseModel):
     account = pw.CharField(max_length=254, unique=True)
     name = pw.CharField(max_length=100, default="")
-    password_hash = pw.CharField(max_length=255)
+    password_hash = pw.CharField(max_length=255)  # argon2id; "" for a directory account (LDAP, IMAP)
+    directory_id = pw.CharField(max_length=128, default="")  # the directory's stable id (LDAP entryUUID)
     is_admin = pw.BooleanField(default=False)
     disabled = pw.BooleanField(default=False)
     force_2fa = pw.BooleanField(default=False)

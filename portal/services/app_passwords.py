@@ -16,13 +16,13 @@ from datetime import timedelta
 
 import peewee
 
-from portal import crypto
+from portal import crypto, directory
 from portal.config import MAIL_PROTOCOLS
 from portal.db import db, lock_rows
 from portal.models import AppPassword, Factor, LoginSession, User, utcnow
-from portal.services import accounts, audit, passwords, policy, step_up, throttle
+from portal.services import accounts, audit, policy, step_up, throttle
 from portal.services.client import Client
-from portal.services.errors import Conflict, InvalidInput, NotFound, Throttled
+from portal.services.errors import Conflict, InvalidCredentials, InvalidInput, NotFound, Throttled
 
 LENGTH = 16
 ALPHABET = string.ascii_letters + string.digits
@@ -143,9 +143,8 @@ def authenticate(account: str, password: str, protocol: str, ip: str) -> MailLog
         attempt = throttle.begin("mail", account, client.ip)
     except Throttled as exc:
         return MailLogin(False, None, "throttled", THROTTLED, retry_after=exc.retry_after)
-    with attempt:
-        user = User.by_account(account)
-        reason, app_password = _check(user, password)
+    with attempt:  # a directory that cannot answer raises Unavailable: the slot is given back
+        user, reason, app_password = _check(account, password)
         if reason != "ok":
             audit.record(
                 "mail_login", user=user, account=account, method=protocol, outcome="fail", client=client, detail=reason
@@ -160,16 +159,21 @@ def authenticate(account: str, password: str, protocol: str, ip: str) -> MailLog
     return MailLogin(True, user, "ok", "OK")
 
 
-def _check(user: User | None, password: str) -> tuple[str, AppPassword | None]:
-    """The rule: an app password always works; the main password only where none is required."""
+def _check(login: str, password: str) -> tuple[User | None, str, AppPassword | None]:
+    """The rule: an app password always works; the main password (checked where passwords live) only
+    where none is required. A directory user the directory no longer finds has no account."""
+    user = directory.account_of(login)
     app_password = _match(user, password) if user else None
-    if app_password is None and not passwords.verify(user.password_hash if user else None, password):
-        return "invalid_credentials", None
+    if app_password is None:
+        try:
+            user = directory.authenticate(login, password)
+        except InvalidCredentials:
+            return user, "invalid_credentials", None
     if user.disabled:
-        return "disabled", None
+        return user, "disabled", None
     if app_password is None and required(user):
-        return "app_password_required", None
-    return "ok", app_password
+        return user, "app_password_required", None
+    return user, "ok", app_password
 
 
 def _plausible(account: str) -> bool:

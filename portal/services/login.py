@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from portal import directory
 from portal.db import db
 from portal.models import Factor, LoginSession, User, utcnow
 from portal.services import accounts, audit, factors, passwords, policy, sessions, throttle, trust
@@ -23,14 +24,22 @@ def password_step(
     account: str, password: str, client: Client, previous: LoginSession | None, trust_token: str | None
 ) -> Step:
     """Check account + password; open a session at the stage the account needs next."""
-    account = accounts.normalize(account)[:254]
-    with throttle.begin("password", account, client.ip) as attempt:
-        user = User.by_account(account)
-        if not passwords.verify(user.password_hash if user else None, password) or user.disabled:
-            audit.record("login_password", user=user, account=account, outcome="fail", client=client)
-            raise InvalidCredentials("账号或密码错误")
+    login = account.strip()[:254]
+    account = accounts.normalize(login)
+    with throttle.begin("password", account, client.ip) as attempt:  # in front of the directory too
+        try:
+            user = directory.authenticate(login, password)
+        except InvalidCredentials:
+            audit.record(
+                "login_password", user=User.by_account(account), account=account, outcome="fail", client=client
+            )
+            raise
+        if user.disabled:
+            audit.record("login_password", user=user, outcome="fail", client=client, detail="disabled")
+            raise InvalidCredentials(directory.WRONG)
         attempt.succeeded()
-    new_hash = passwords.hash_password(password) if passwords.needs_rehash(user.password_hash) else None
+    rehash = user.password_hash and passwords.needs_rehash(user.password_hash)
+    new_hash = passwords.hash_password(password) if rehash else None
     with db.atomic():  # all of it or nothing: no session without its audit trail
         if new_hash:
             User.update(password_hash=new_hash).where(User.id == user.id).execute()
