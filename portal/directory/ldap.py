@@ -179,7 +179,7 @@ class LdapDirectory:
         for retry in (False, True):  # a connection the server dropped is opened again, once
             searcher = self._searching_connection(renew=retry)
             try:
-                status, result, response, _ = searcher.search(
+                answer = searcher.search(
                     self.settings.base_dn,
                     query,
                     search_scope=SUBTREE,
@@ -188,6 +188,8 @@ class LdapDirectory:
                     size_limit=2,
                     time_limit=self.settings.timeout,
                 )
+                status, result = _outcome(searcher, answer)
+                response = answer[2] if isinstance(answer, tuple) else searcher.response
             except LDAPException as exc:
                 if retry:
                     raise DirectoryDown(f"search: {exc!r}") from exc
