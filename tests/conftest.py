@@ -8,6 +8,7 @@ import pyotp
 import pytest
 from argon2 import PasswordHasher
 from argon2.exceptions import VerificationError
+from flask import g, request_started
 from peewee import PostgresqlDatabase
 
 from portal import create_app, crypto, migrations
@@ -116,6 +117,24 @@ def hashing_fails(monkeypatch) -> None:
             raise VerificationError("Memory allocation error")
 
     monkeypatch.setattr(passwords, "_hasher", OutOfMemory())
+
+
+@pytest.fixture
+def fresh_g():
+    """Give every test-client request its own ``g``, as in production.
+
+    While ``ctx`` (which the ``user`` fixture needs) is open, Flask reuses its app context for
+    test-client requests, so ``g`` (Flask-WTF's cached CSRF token, the guard's cookies) would
+    leak from one request, or one browser, into the next.
+    """
+
+    def clear(_sender, **_extra):
+        for name in list(g):
+            g.pop(name)
+
+    request_started.connect(clear)
+    yield
+    request_started.disconnect(clear)
 
 
 @pytest.fixture

@@ -111,7 +111,7 @@ def authenticate(login: str, password: str) -> User:
         return provision(directory.check(login, password))
     except DirectoryDown as exc:
         log.error("password backend %s unavailable: %s", directory.name, exc.detail)
-        audit.record("directory_unavailable", account=account, outcome="error", detail=exc.detail[:500])
+        audit.record("directory_unavailable", account=account, outcome="error", detail=exc.detail[:1000])
         raise
 
 

@@ -18,10 +18,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from flask import Flask, g, request_started
+from flask import Flask
 from werkzeug.serving import WSGIRequestHandler, make_server
 
 from portal import crypto
@@ -234,17 +233,3 @@ def closed_port_url() -> str:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     return f"http://127.0.0.1:{port}"
-
-
-@pytest.fixture
-def fresh_g():
-    """Each test-client request gets its own ``g`` while a test holds an app context open (see
-    tests/views/conftest.py, whose autouse twin only applies to view tests)."""
-
-    def clear(_sender, **_extra):
-        for name in list(g):
-            g.pop(name)
-
-    request_started.connect(clear)
-    yield
-    request_started.disconnect(clear)

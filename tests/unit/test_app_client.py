@@ -21,7 +21,7 @@ import pytest
 import portal.app_client as app_client_module
 from portal.app_client import AppClient, ClientError
 from portal.models import AuditEvent, Device, Factor, Ticket
-from tests.api.app_support import LiveServer, closed_port_url, fresh_g  # noqa: F401 -- fixture
+from tests.api.app_support import LiveServer, closed_port_url
 from tests.conftest import PASSWORD
 from tests.helpers import attr, text
 

@@ -2,64 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import os
-import resource
-import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from portal.models import AppPassword, User
 from portal.services import app_passwords
+from tests.checkpassword_program import DOVECOT_VSZ_LIMIT, REPLY, ROOT, WRAPPER, replied, request, run, spawn
 from tests.conftest import PASSWORD
 from tests.helpers import database_locked
-
-ROOT = Path(__file__).resolve().parents[2]
-WRAPPER = ROOT / "bin" / "portal-checkpassword"
-# Stands in for Dovecot's checkpassword-reply: prints what it was handed and exits 0.
-REPLY = [
-    sys.executable,
-    "-c",
-    "import json, os; print(json.dumps({k: os.environ.get(k) for k in ('USER', 'AUTHORIZED')}))",
-]
-# Dovecot 2.3 caps its auth process's address space (default_vsz_limit), and so this program's.
-DOVECOT_VSZ_LIMIT = 256 * 1024 * 1024
-
-
-def run(app_config, data: bytes, *, env=None, program=None, reply=REPLY, cwd: Path = ROOT, address_space=None):
-    """Run the checkpassword program with ``data`` on fd 3 (address space capped at ``address_space`` bytes)."""
-    read_end, write_end = os.pipe()
-    os.write(write_end, data)
-    os.close(write_end)
-    settings = {f"PORTAL_{key}": str(value) for key, value in app_config.items() if not isinstance(value, bool)}
-    environment = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "SERVICE": "imap", "TCPREMOTEIP": "192.0.2.44"}
-    environment |= settings | (env or {})
-    program = program or [sys.executable, "-m", "portal.checkpassword"]
-    return _spawn(program + reply, read_end, environment, cwd, address_space)
-
-
-def _spawn(argv: list[str], read_end: int, environment: dict, cwd: Path, address_space: int | None = None):
-    """Start ``argv`` with fd 3 = ``read_end`` (as Dovecot arranges it), wait for it, close our end."""
-    moved = "" if read_end == 3 else f"3<&{read_end} {read_end}<&-"
-    command = ["bash", "-c", f'exec "$@" {moved}', "bash", *argv]  # dash takes single-digit fds only
-    cap = (lambda: resource.setrlimit(resource.RLIMIT_AS, (address_space, address_space))) if address_space else None
-    try:
-        return subprocess.run(
-            command, pass_fds=(read_end,), env=environment, cwd=cwd, capture_output=True, timeout=60, preexec_fn=cap
-        )
-    finally:
-        os.close(read_end)
-
-
-def request(account: str, password: str) -> bytes:
-    return account.encode() + b"\0" + password.encode() + b"\0" + b"\0"
-
-
-def replied(process) -> dict:
-    assert process.returncode == 0, process.stderr.decode()
-    return json.loads(process.stdout)
 
 
 @pytest.fixture
@@ -159,7 +111,7 @@ def test_settings_from_an_env_file(app_config, user, tmp_path):
     os.write(write_end, request(user.account, PASSWORD))
     os.close(write_end)
     environment = {"PATH": os.environ["PATH"], "SERVICE": "imap", "PORTAL_ENV_FILE": str(env_file)}
-    process = _spawn([sys.executable, "-m", "portal.checkpassword", *REPLY], read_end, environment, ROOT)
+    process = spawn([sys.executable, "-m", "portal.checkpassword", *REPLY], read_end, environment, ROOT)
     assert replied(process)["USER"] == user.account
 
 

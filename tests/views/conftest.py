@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from flask import g, request_started
 
 from portal.services import accounts, otp
 from tests.helpers import Browser
@@ -26,21 +25,9 @@ def app_config(app_config, request) -> dict:
 
 
 @pytest.fixture(autouse=True)
-def fresh_g_per_request():
-    """Give every test-client request its own ``g``, as in production.
-
-    While ``ctx`` (which the ``user`` fixture needs) is open, Flask reuses its app context for
-    test-client requests, so ``g`` (Flask-WTF's cached CSRF token, the guard's cookies) would
-    leak from one request, or one browser, into the next.
-    """
-
-    def clear(_sender, **_extra):
-        for name in list(g):
-            g.pop(name)
-
-    request_started.connect(clear)
+def fresh_g_per_request(fresh_g):
+    """View tests hold the ``user`` fixture's context open: every request still gets its own ``g``."""
     yield
-    request_started.disconnect(clear)
 
 
 @pytest.fixture
