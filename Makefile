@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 
-.PHONY: setup run test lint format bench clean
+.PHONY: setup run run-ldap test lint format bench clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	python3 -m venv $(VENV)
@@ -27,6 +27,18 @@ run: setup
 	  trap 'kill $$stub 2>/dev/null' EXIT INT TERM; \
 	  echo "Portal: http://127.0.0.1:8000   simulators: mini-program http://127.0.0.1:8000/dev/miniprogram" \
 	    " · 邮箱安全 App http://127.0.0.1:8000/dev/app"; \
+	  $(VENV)/bin/gunicorn -c gunicorn.conf.py wsgi:app; }
+
+# The same, with passwords checked in a throw-away OpenLDAP (Debian's slapd; demo directory users printed).
+run-ldap: setup
+	export PORTAL_ENV=development PORTAL_DEV_SIMULATORS=1; \
+	$(VENV)/bin/flask --app wsgi demo && rm -f instance/dev-ldap.env && \
+	{ $(VENV)/bin/flask --app wsgi dev-ldap --env-file instance/dev-ldap.env & ldap=$$!; \
+	  $(VENV)/bin/flask --app wsgi wechat-stub --port 8001 & stub=$$!; \
+	  trap 'kill $$ldap $$stub 2>/dev/null' EXIT INT TERM; \
+	  for i in $$(seq 1 100); do [ -s instance/dev-ldap.env ] && break; sleep 0.2; done; \
+	  set -a; . instance/dev-ldap.env; set +a; \
+	  echo "Portal (passwords in LDAP): http://127.0.0.1:8000"; \
 	  $(VENV)/bin/gunicorn -c gunicorn.conf.py wsgi:app; }
 
 test: setup

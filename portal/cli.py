@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import shutil
+import signal
 import sys
 
 import click
 from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
 
-from portal import migrations
+from portal import directory, migrations
 from portal.db import db
 from portal.services import accounts, audit, demo, doctor, housekeeping, policy
 from portal.services.errors import DomainError
@@ -24,6 +26,7 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(user_cli)
     app.cli.add_command(policy_cli)
     app.cli.add_command(wechat_stub)
+    app.cli.add_command(dev_ldap)
     app.cli.add_command(audit_command)
     app.cli.add_command(prune_command)
 
@@ -87,6 +90,8 @@ def user_create(account: str, name: str, admin: bool, password: str | None) -> N
     """Create an account."""
     user = _run(lambda: accounts.create(account, _password(password), name=name, admin=admin))
     click.echo(f"created {user.account}{' (admin)' if user.is_admin else ''}")
+    if directory.holds_passwords():
+        click.echo("note: this account has a local password, used instead of the directory's (break-glass)")
 
 
 @user_cli.command("import")
@@ -97,7 +102,7 @@ def user_import(file) -> None:
         text = file.read()
     except UnicodeDecodeError as exc:  # e.g. a CSV saved by Excel as GBK
         raise click.ClickException(f"{file.name}: not UTF-8 text; save the CSV as UTF-8 and import again") from exc
-    users = _run(lambda: accounts.import_csv(text))
+    users = _run(lambda: accounts.import_csv(text, directory.holds_passwords()))
     click.echo(f"imported {len(users)} account(s)")
 
 
@@ -116,6 +121,15 @@ def user_set_password(account: str, password: str | None) -> None:
     """Set a new password; ends sessions and trusted devices."""
     _run(lambda: accounts.set_password(account, _password(password)))
     click.echo(f"password changed for {accounts.normalize(account)}")
+
+
+@user_cli.command("set-admin")
+@click.argument("account")
+@click.argument("state", type=click.Choice(["on", "off"]))
+def user_set_admin(account: str, state: str) -> None:
+    """Make an account an admin (on) or not (off); directory users too, before their first login."""
+    user = _run(lambda: accounts.set_admin(account, state == "on", find=directory.account_for_admin))
+    click.echo(f"{user.account}: admin {'on' if user.is_admin else 'off'}")
 
 
 @user_cli.command("reset-2fa")
@@ -191,6 +205,45 @@ def wechat_stub(host: str, port: int) -> None:
     stub = create_stub_app(str(config["WECHAT_APPID"]), str(config["WECHAT_SECRET"]))
     click.echo(f"WeChat API stub on http://{host}:{port}/ (appid {config['WECHAT_APPID']})")
     run_simple(host, port, stub, threaded=True)
+
+
+DEV_LDAP_PEOPLE = (  # (uid, mail, name): directory users only (no local password), to try the LDAP path
+    ("wangwu", "wangwu@mail.xamd.edu.cn", "王五"),
+    ("zhaoliu", "zhaoliu@mail.xamd.edu.cn", "赵六"),
+)
+DEV_LDAP_PASSWORD = "Ldap-2fa-2026"
+
+
+@click.command("dev-ldap")
+@click.option("--env-file", type=click.Path(dir_okay=False), help="also write the PORTAL_* settings here")
+@with_appcontext
+def dev_ldap(env_file: str | None) -> None:
+    """Run a throw-away OpenLDAP (Debian's slapd) with demo people until Ctrl-C (development only)."""
+    from pathlib import Path
+
+    from portal.directory.dev_slapd import Person, Slapd
+
+    if env_file:
+        Path(env_file).unlink(missing_ok=True)
+    workdir = Path(current_app.instance_path) / "dev-ldap"
+    shutil.rmtree(workdir, ignore_errors=True)
+    people = [Person(uid, mail, DEV_LDAP_PASSWORD, name) for uid, mail, name in DEV_LDAP_PEOPLE]
+    server = Slapd(workdir, people).start()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # `make run-ldap` stops us with TERM: clean up
+    settings = "\n".join(f"PORTAL_{key}={value}" for key, value in server.settings().items()) + "\n"
+    if env_file:
+        Path(env_file).write_text(settings)
+    click.echo(f"slapd on {server.ldap_url} (StartTLS) and {server.ldaps_url}; CA {server.ca_file}")
+    click.echo(
+        f"directory users (password {DEV_LDAP_PASSWORD}): " + ", ".join(f"{u} / {m}" for u, m, _ in DEV_LDAP_PEOPLE)
+    )
+    click.echo("portal settings:\n" + settings)
+    try:
+        server.process.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.remove()
 
 
 @click.command("audit")

@@ -126,6 +126,13 @@ def account_of(login: str) -> User | None:
     return User.by_account(principal.account) if principal else None
 
 
+def account_for_admin(login: str) -> User | None:
+    """The account row of a directory user found without a password (to make them an admin in advance)."""
+    directory = backend()
+    principal = directory.find(login) if directory is not None else None
+    return provision(principal) if principal else None
+
+
 def provision(principal: Principal) -> User:
     """The account row of a directory user: created at the first login, its name kept current."""
     user = User.by_account(principal.account)

@@ -9,6 +9,7 @@ a service account that may search but not read passwords, and the people given t
 from __future__ import annotations
 
 import base64
+import ctypes
 import shutil
 import signal
 import socket
@@ -24,6 +25,7 @@ PEOPLE = f"ou=people,{SUFFIX}"
 SLAPD, SLAPADD = "/usr/sbin/slapd", "/usr/sbin/slapadd"
 SCHEMAS = ("core", "cosine", "inetorgperson")
 START_SECONDS = 15
+PR_SET_PDEATHSIG = 1  # prctl(2)
 
 
 @dataclass
@@ -92,6 +94,7 @@ class Slapd:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                preexec_fn=_die_with_parent,
             )
         deadline = time.monotonic() + START_SECONDS
         while time.monotonic() < deadline:
@@ -213,6 +216,14 @@ def entry_ldif(person: Person) -> str:
 
 def _b64(text: str) -> str:
     return base64.b64encode(text.encode()).decode()
+
+
+def _die_with_parent() -> None:
+    """In the child: a slapd whose test run or dev-ldap is killed stops too (Linux PR_SET_PDEATHSIG)."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):  # not Linux/glibc: stop() at the end still does it
+        pass
 
 
 def _free_port() -> int:

@@ -97,8 +97,13 @@ def parse_csv(text: str) -> tuple[list[ImportRow], list[str]]:
     return rows, errors
 
 
-def import_csv(text: str) -> list[User]:
+def import_csv(text: str, directory_holds_passwords: bool = False) -> list[User]:
     """Import every row or none: any bad row raises InvalidInput listing all errors by line."""
+    if directory_holds_passwords:
+        raise NotAllowed(
+            "PORTAL_PASSWORD_BACKEND is not local: passwords live in the directory and accounts appear at their"
+            " first login; `user create` makes a break-glass account with a local password"
+        )
     rows, errors = parse_csv(text)
     if errors:
         raise InvalidInput("\n".join(errors))
@@ -118,6 +123,8 @@ def import_csv(text: str) -> list[User]:
 def set_password(account: str, password: str, client: Client | None = None) -> User:
     """Change the password; ends sessions, trusted devices and app passwords (a possible compromise)."""
     user = get(account)
+    if not user.password_hash:
+        raise NotAllowed(f"{user.account} 的密码由目录(PORTAL_PASSWORD_BACKEND)管理,请在目录中修改")
     with db.atomic():
         User.update(password_hash=passwords.hash_password(password), password_changed_at=utcnow()).where(
             User.id == user.id
@@ -141,6 +148,18 @@ def reset_2fa(account: str, reason: str, by: User | None = None, client: Client 
         detail = _detail(f"{removed} factor(s)", f"reason: {reason}", _by(by))
         audit.record("2fa_reset", user=user, client=client, detail=detail)
     return removed
+
+
+def set_admin(account: str, admin: bool, find=None) -> User:
+    """Make an account an admin or not; a directory user without a row yet gets one (``find``: the directory)."""
+    user = User.by_account(normalize(account))
+    if user is None and find is not None:
+        user = find(account)
+    if user is None:
+        raise NotFound(f"账号不存在: {account}")
+    User.update(is_admin=admin).where(User.id == user.id).execute()
+    audit.record("user_admin_changed", user=user, detail="admin" if admin else "not admin")
+    return User.get_by_id(user.id)
 
 
 def unlock(account: str, by: User | None = None, client: Client | None = None) -> int:

@@ -22,6 +22,7 @@ from portal.web import (
     home,
     json_api,
     mail_auth,
+    password,
     qr,
     scan,
     security,
@@ -46,7 +47,7 @@ def init_app(app: Flask) -> None:
     csrf.init_app(app)
     app.before_request(_refuse_nul_bytes)
     guard.init_app(app)
-    for module in (auth, home, security, step_up, devices, app_passwords, scan, admin):
+    for module in (auth, home, security, step_up, password, devices, app_passwords, scan, admin):
         app.register_blueprint(module.bp)
     # nginx's mail auth_http: no cookies, no session; the caller is checked by the view instead.
     config_module.check_mail_auth(app.config)
