@@ -226,3 +226,50 @@ def test_a_server_that_never_answers_fails_within_the_timeout(app, ctx):
         response.status_code == 503
         and "timed out" in AuditEvent.get(AuditEvent.event == "directory_unavailable").detail
     )
+
+
+def test_a_directory_user_changes_the_password_in_ldap(app, ctx, slapd, admin):
+    """修改密码 with PORTAL_LDAP_PASSWORD_CHANGE=on: an RFC 3062 password modify, as the user."""
+    zhou = Person("zhouqi", "zhouqi@mail.xamd.edu.cn", "Zhou-dir-2026", "周七")
+    admin.add(
+        zhou.dn,
+        ["inetOrgPerson"],
+        {"uid": zhou.uid, "mail": zhou.mail, "cn": "周七", "sn": "周", "userPassword": zhou.password},
+    )
+    reconfigure(app, LDAP_PASSWORD_CHANGE="on")
+    browser = Browser(app.test_client())
+    assert location(browser.login(zhou.uid, zhou.password)) == "/"
+    assert 'name="current"' in text(browser.get("/settings/security/password"))
+
+    wrong = browser.post(
+        "/settings/security/password",
+        {"current": "Not-it-2026", "new": "Zhou-new-pass-31", "repeat": "Zhou-new-pass-31"},
+    )
+    assert wrong.status_code == 401 and "当前密码错误" in text(wrong)
+    done = browser.post(
+        "/settings/security/password",
+        {"current": zhou.password, "new": "Zhou-new-pass-31", "repeat": "Zhou-new-pass-31"},
+    )
+
+    assert "密码已修改" in text(done)
+    assert web_login(app, zhou.uid, zhou.password).status_code == 401
+    assert location(web_login(app, zhou.uid, "Zhou-new-pass-31")) == "/"
+    admin.delete(zhou.dn)
+
+
+def test_without_ldap_password_change_the_page_links_to_the_university(app, ctx, slapd):
+    reconfigure(app, PASSWORD_CHANGE_URL="https://id.xamd.edu.cn/password")
+    browser = Browser(app.test_client())
+    assert location(browser.login("lisi", LISI.password)) == "/"
+    page = text(browser.get("/settings/security/password"))
+    assert 'href="https://id.xamd.edu.cn/password"' in page and 'name="current"' not in page
+
+
+def test_set_admin_works_for_a_directory_user_before_the_first_login(app, ctx, slapd):
+    result = app.test_cli_runner().invoke(args=["user", "set-admin", "lisi", "on"])
+    assert result.exit_code == 0, result.output
+    assert User.get(User.account == LISI.mail).is_admin
+    import_attempt = app.test_cli_runner().invoke(args=["user", "import", "/dev/null"])
+    assert import_attempt.exit_code == 1 and "passwords live in the directory" in import_attempt.output
+    refused = app.test_cli_runner().invoke(args=["user", "set-password", LISI.mail, "--password", "Whatever-2026"])
+    assert refused.exit_code == 1 and "由目录" in refused.output
