@@ -20,7 +20,7 @@ from flask import current_app
 
 from portal.config import ConfigError
 from portal.db import db
-from portal.models import User
+from portal.models import User, utcnow
 from portal.services import accounts, audit, passwords
 from portal.services.errors import InvalidCredentials, Unavailable
 
@@ -42,6 +42,7 @@ class Principal:
 
 class Backend(Protocol):
     name: str
+    changes_passwords: bool  # 修改密码 can set a new password there
 
     def check(self, login: str, password: str) -> Principal:
         """The principal if ``password`` is right; InvalidCredentials if not; Unavailable if unsure."""
@@ -113,6 +114,27 @@ def authenticate(login: str, password: str) -> User:
         log.error("password backend %s unavailable: %s", directory.name, exc.detail)
         audit.record("directory_unavailable", account=account, outcome="error", detail=exc.detail[:1000])
         raise
+
+
+def password_changeable(user: User) -> bool:
+    """Whether 修改密码 can change this account's password (a local one, or a directory that lets it)."""
+    directory = backend()
+    return bool(user.password_hash) or (directory is not None and directory.changes_passwords)
+
+
+def change_password(user: User, current: str, new: str) -> None:
+    """Set a new main password where it lives, after checking the current one (InvalidCredentials)."""
+    if user.password_hash:
+        if not passwords.verify(user.password_hash, current):
+            raise InvalidCredentials("当前密码错误")
+        User.update(password_hash=passwords.hash_password(new), password_changed_at=utcnow()).where(
+            User.id == user.id
+        ).execute()
+        return
+    directory = backend()
+    if directory is None or not directory.changes_passwords:
+        raise InvalidCredentials("该账号的密码不能在这里修改")
+    directory.change_password(user.account, current, new)
 
 
 def account_of(login: str) -> User | None:

@@ -31,6 +31,7 @@ PORTS = {"imaps": 993, "imap+starttls": 143, "imap": 143}
 @dataclass(frozen=True)
 class ImapDirectory:
     name = "imap"
+    changes_passwords = False  # IMAP has no way to set a password
     scheme: str
     host: str
     port: int

@@ -138,6 +138,10 @@ class LdapDirectory:
     def from_config(cls, config) -> LdapDirectory:
         return cls(settings_of(config))
 
+    @property
+    def changes_passwords(self) -> bool:
+        return self.settings.password_change
+
     # -- the backend interface ------------------------------------------------------------------
 
     def check(self, login: str, password: str) -> Principal:

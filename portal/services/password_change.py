@@ -1,8 +1,8 @@
 """修改密码: a user changes their own main password, where it lives.
 
-A local account's argon2 hash here; a directory account's password in LDAP (RFC 3062 password
-modify, as the user, when PORTAL_LDAP_PASSWORD_CHANGE=on). Anywhere else the page links to
-PORTAL_PASSWORD_CHANGE_URL. A wrong current password is a failed attempt (throttled like the
+``directory.change_password`` sets it where it lives: a local account's argon2 hash here, a directory
+account's password in LDAP (RFC 3062, as the user, when PORTAL_LDAP_PASSWORD_CHANGE=on). Anywhere
+else the page links to PORTAL_PASSWORD_CHANGE_URL. A wrong current password is a failed attempt (throttled like the
 login); a change ends the user's other sessions and trusted devices (invariant 14).
 """
 
@@ -14,8 +14,8 @@ from flask import current_app
 
 from portal import directory
 from portal.db import db
-from portal.models import LoginSession, User, utcnow
-from portal.services import audit, passwords, revocation, throttle
+from portal.models import LoginSession, User
+from portal.services import audit, revocation, throttle
 from portal.services.client import Client
 from portal.services.errors import InvalidCredentials, InvalidInput, NotAllowed
 
@@ -25,10 +25,7 @@ COMMON = 10_000  # the most common passwords refused
 
 def where(user: User) -> str:
     """Where this account's password can be changed: "here" (local or LDAP) or "elsewhere"."""
-    if user.password_hash:
-        return "here"
-    ldap = directory.backend_name() == "ldap" and directory.backend().settings.password_change
-    return "here" if ldap else "elsewhere"
+    return "here" if directory.password_changeable(user) else "elsewhere"
 
 
 def elsewhere_url() -> str:
@@ -65,19 +62,11 @@ def change(session: LoginSession, current: str, new: str, repeat: str, client: C
     check_new(new, user.account)
     with throttle.begin("password", user.account, client.ip) as attempt:
         try:
-            if user.password_hash:
-                if not passwords.verify(user.password_hash, current):
-                    raise InvalidCredentials("当前密码错误")
-            else:
-                directory.backend().change_password(user.account, current, new)
+            directory.change_password(user, current, new)
         except InvalidCredentials:
             audit.record("password_change", user=user, outcome="fail", client=client, detail="wrong current password")
             raise
         attempt.succeeded()
     with db.atomic():
-        if user.password_hash:
-            User.update(password_hash=passwords.hash_password(new), password_changed_at=utcnow()).where(
-                User.id == user.id
-            ).execute()
         revocation.revoke_access(user, "password_changed", client, keep=session)
         audit.record("password_changed", user=user, client=client, detail="by the user")
