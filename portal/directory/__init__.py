@@ -108,8 +108,13 @@ def authenticate(login: str, password: str) -> User:
     if directory is None:
         passwords.verify(None, password)  # as costly as a real check: no hint that the account is unknown
         raise InvalidCredentials(WRONG)
+    return provision(_ask(directory, account, lambda: directory.check(login, password)))
+
+
+def _ask(directory: Backend, account: str, question):
+    """Ask the directory; if it cannot answer, say so in the log and the audit trail, then raise."""
     try:
-        return provision(directory.check(login, password))
+        return question()
     except DirectoryDown as exc:
         log.error("password backend %s unavailable: %s", directory.name, exc.detail)
         audit.record("directory_unavailable", account=account, outcome="error", detail=exc.detail[:1000])
@@ -140,11 +145,12 @@ def change_password(user: User, current: str, new: str) -> None:
 def account_of(login: str) -> User | None:
     """The account row a login names without a password (mail logins by app password), if its owner
     is still there: a directory user the directory no longer finds has no account."""
-    user = User.by_account(accounts.normalize(login)[:254])
+    account = accounts.normalize(login)[:254]
+    user = User.by_account(account)
     directory = backend()
     if directory is None or (user is not None and user.password_hash):
         return user
-    principal = directory.find(login)
+    principal = _ask(directory, account, lambda: directory.find(login))
     return User.by_account(principal.account) if principal else None
 
 
@@ -156,8 +162,14 @@ def account_for_admin(login: str) -> User | None:
 
 
 def provision(principal: Principal) -> User:
-    """The account row of a directory user: created at the first login, its name kept current."""
+    """The account row of a directory user: created at the first login, its name kept current.
+
+    An account with a local password does not take the directory's (logged in to by uid, say): its
+    local password is the one that counts.
+    """
     user = User.by_account(principal.account)
+    if user is not None and user.password_hash:
+        raise InvalidCredentials(WRONG)
     if user is None:
         try:
             with db.atomic():

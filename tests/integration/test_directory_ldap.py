@@ -153,6 +153,13 @@ def test_a_local_password_keeps_working_for_break_glass_admins(app, ctx, slapd):
     assert location(web_login(app, "root@mail.xamd.edu.cn", PASSWORD)) == "/settings/security/2fa"  # must bind
 
 
+def test_an_account_with_a_local_password_does_not_take_the_directorys(app, ctx, slapd):
+    accounts.create(LISI.mail, PASSWORD)
+    assert web_login(app, LISI.mail, LISI.password).status_code == 401
+    assert web_login(app, "lisi", LISI.password).status_code == 401  # not by uid either
+    assert location(web_login(app, "lisi@mail.xamd.edu.cn", PASSWORD)) == "/"
+
+
 def test_a_stopped_directory_is_a_temporary_failure_then_recovers(app, ctx, slapd):
     slapd.stop()
     try:
