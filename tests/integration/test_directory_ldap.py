@@ -280,3 +280,11 @@ def test_set_admin_works_for_a_directory_user_before_the_first_login(app, ctx, s
     assert import_attempt.exit_code == 1 and "passwords live in the directory" in import_attempt.output
     refused = app.test_cli_runner().invoke(args=["user", "set-password", LISI.mail, "--password", "Whatever-2026"])
     assert refused.exit_code == 1 and "由目录" in refused.output
+
+
+def test_several_servers_are_tried_in_order(app, ctx, slapd):
+    with socket.socket() as dead:
+        dead.bind(("127.0.0.1", 0))  # bound, not listening: connections are refused
+        reconfigure(app, LDAP_URLS=f"ldap://127.0.0.1:{dead.getsockname()[1]},{slapd.ldap_url}")
+        assert location(web_login(app, "lisi", LISI.password)) == "/"
+        assert location(web_login(app, "zhangsan", ZHANGSAN.password)) == "/"  # the dead one is skipped now
