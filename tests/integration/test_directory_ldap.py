@@ -65,6 +65,12 @@ def admin(slapd):
     connection.unbind()
 
 
+def add_person(admin: Connection, person: Person) -> None:
+    """A new entry in the directory, as the university's IT would add it."""
+    attributes = {"uid": person.uid, "mail": person.mail, "cn": person.name, "sn": person.name}
+    assert admin.add(person.dn, ["inetOrgPerson"], {**attributes, "userPassword": person.password}), admin.result
+
+
 def reconfigure(app, **settings) -> None:
     """Other directory settings for this test's app (the backend is built from them at start-up)."""
     app.config.update(settings)
@@ -118,11 +124,7 @@ def test_a_nul_in_the_login_is_refused_before_the_directory(app, ctx, slapd):
 
 def test_a_user_the_directory_no_longer_finds_is_refused_on_the_web_and_by_mail(app, ctx, slapd, admin):
     gone = Person("wangwu", "wangwu@mail.xamd.edu.cn", "Wang-dir-2026", "王五")
-    admin.add(
-        gone.dn,
-        ["inetOrgPerson"],
-        {"uid": gone.uid, "mail": gone.mail, "cn": "王五", "sn": "王", "userPassword": gone.password},
-    )
+    add_person(admin, gone)
     assert location(web_login(app, gone.uid, gone.password)) == "/"
     user = User.get(User.account == gone.mail)
     _, plaintext = app_passwords.create(user, "Foxmail", Client())
@@ -238,11 +240,7 @@ def test_a_server_that_never_answers_fails_within_the_timeout(app, ctx):
 def test_a_directory_user_changes_the_password_in_ldap(app, ctx, slapd, admin):
     """修改密码 with PORTAL_LDAP_PASSWORD_CHANGE=on: an RFC 3062 password modify, as the user."""
     zhou = Person("zhouqi", "zhouqi@mail.xamd.edu.cn", "Zhou-dir-2026", "周七")
-    admin.add(
-        zhou.dn,
-        ["inetOrgPerson"],
-        {"uid": zhou.uid, "mail": zhou.mail, "cn": "周七", "sn": "周", "userPassword": zhou.password},
-    )
+    add_person(admin, zhou)
     reconfigure(app, LDAP_PASSWORD_CHANGE="on")
     browser = Browser(app.test_client())
     assert location(browser.login(zhou.uid, zhou.password)) == "/"
