@@ -103,3 +103,26 @@ def smtp_send(port: int, user: str, password: str, to: str, subject: str, body: 
         _auth_plain(smtp, user, password)
         refused = smtp.send_message(message)
         assert not refused, f"recipients refused: {refused!r}"
+
+
+def imap_xoauth2(port: int, user: str, token: str, *, timeout: float = TIMEOUT) -> bool:
+    """AUTHENTICATE XOAUTH2 with ``Bearer <token>`` as Roundcube sends it, then SELECT INBOX.
+
+    A refused token makes Dovecot send a JSON error as a challenge; the empty answer ends the exchange.
+    """
+    answers = iter([f"user={user}\x01auth=Bearer {token}\x01\x01".encode()])
+    imap = imaplib.IMAP4(HOST, port, timeout=timeout)
+    try:
+        try:
+            imap.authenticate("XOAUTH2", lambda _challenge: next(answers, b""))
+        except imaplib.IMAP4.abort:
+            raise
+        except imaplib.IMAP4.error as exc:
+            return _refusal(str(exc))
+        status, data = imap.select("INBOX")
+        assert status == "OK", f"authenticated but SELECT INBOX failed: {data!r}"
+        imap.logout()
+        return True
+    finally:
+        if imap.state != "LOGOUT":
+            imap.shutdown()

@@ -1,23 +1,27 @@
 """Dovecot 2.3 as a test server: its own config, runtime directory and log, in the foreground.
 
 Written for Dovecot 2.3 (Debian 12 ships 2.3.19); 2.4 renamed most of these settings.
-Two setups: ``behind_nginx`` (nginx has authenticated the user with the portal; Dovecot only checks
-the master password the portal hands nginx in ``Auth-Pass``) and ``checkpassword`` (Dovecot asks
-the portal itself through ``bin/portal-checkpassword``).
+Three setups: ``behind_nginx`` (nginx has authenticated the user with the portal; Dovecot only checks
+the master password the portal hands nginx in ``Auth-Pass``), ``checkpassword`` (Dovecot asks
+the portal itself through ``bin/portal-checkpassword``) and ``oauth2`` (XOAUTH2/OAUTHBEARER tokens
+introspected at the portal, with deploy/dovecot/'s files, as Roundcube logs in).
 """
 
 from __future__ import annotations
 
 import pwd
 import re
+import secrets
 import shlex
 import shutil
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from tests.helpers import free_port
+from tests.integration import deploy_files
 from tests.integration.procs import HOST, Process, require_binary, require_file
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -91,6 +95,9 @@ passdb {{
   args = {wrapper}
 }}"""
 
+# deploy/dovecot/auth-oauth2.conf (its auth_mechanisms line overrides the one above).
+PASSDB_OAUTH2 = "!include {fragment}"
+
 # The checkpassword program runs as the auth process's user; root can read the test's private database.
 AUTH_AS_ROOT = """\
 service auth {
@@ -148,9 +155,46 @@ class Dovecot:
     def log_text(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
+    def deliver(self, account: str, message: bytes) -> Path:
+        """Put one message into ``account``'s Maildir/new (as a local delivery agent would), owned by the mail user."""
+        user = mail_user()
+        home = self.runtime / "home" / account
+        maildir = home / "Maildir"
+        for directory in (home, maildir, maildir / "new", maildir / "cur", maildir / "tmp"):
+            directory.mkdir(mode=0o700, exist_ok=True)
+            shutil.chown(directory, user.pw_uid, user.pw_gid)
+        path = maildir / "new" / f"{time.time_ns()}.{secrets.token_hex(4)}.portal-test"
+        path.write_bytes(message)
+        shutil.chown(path, user.pw_uid, user.pw_gid)
+        return path
 
-def start_dovecot(workdir: Path, name: str, *, master_password: str = "", wrapper: Path | None = None) -> Dovecot:
-    """Start Dovecot with ``dovecot -c FILE -F``: behind nginx (master password) or with a checkpassword wrapper."""
+
+def write_oauth2_files(runtime: Path, introspection_url: str) -> Path:
+    """deploy/dovecot/'s two files filled in; readable by the auth process (user dovecot), not by others."""
+    args = deploy_files.write(
+        "dovecot/dovecot-oauth2.conf.ext",
+        {"INTROSPECTION_URL": introspection_url},
+        runtime / "dovecot-oauth2.conf.ext",
+        mode=0o640,
+    )
+    fragment = deploy_files.write("dovecot/auth-oauth2.conf", {"OAUTH2_ARGS": args}, runtime / "auth-oauth2.conf")
+    try:
+        shutil.chown(args, group="dovecot")
+    except LookupError:  # no dovecot group: Dovecot's auth then runs as a user that can read it anyway
+        args.chmod(0o644)
+    return fragment
+
+
+def start_dovecot(
+    workdir: Path,
+    name: str,
+    *,
+    master_password: str = "",
+    wrapper: Path | None = None,
+    introspection_url: str | None = None,
+) -> Dovecot:
+    """Start Dovecot with ``dovecot -c FILE -F``: behind nginx (master password), with a checkpassword
+    wrapper, or with the oauth2 passdb asking ``introspection_url`` (``https://ID:SECRET@host/oauth/introspect``)."""
     binary = dovecot_binary()
     if wrapper is not None and not CHECKPASSWORD.exists():
         raise AssertionError(f"portal side missing: {CHECKPASSWORD} (the Dovecot checkpassword program)")
@@ -162,7 +206,9 @@ def start_dovecot(workdir: Path, name: str, *, master_password: str = "", wrappe
     (runtime / "home").mkdir(mode=0o700)
     shutil.chown(runtime / "home", user.pw_uid, user.pw_gid)
     workdir.mkdir(parents=True, exist_ok=True)
-    if wrapper is None:
+    if introspection_url is not None:
+        passdb = PASSDB_OAUTH2.format(fragment=write_oauth2_files(runtime, introspection_url))
+    elif wrapper is None:
         passdb = PASSDB_BEHIND_NGINX.format(master_password=master_password, host=HOST)
     else:
         passdb = PASSDB_CHECKPASSWORD.format(wrapper=wrapper)
