@@ -12,7 +12,8 @@
 //   @CLIENT_ID@ @CLIENT_SECRET@   from `flask --app wsgi oidc client add roundcube
 //                          --redirect-uri https://webmail.example.edu.cn/index.php/login/oauth`
 //   @IMAP_HOST@ @SMTP_HOST@       e.g. tls://mail.example.edu.cn:143 and tls://mail.example.edu.cn:587
-//   @WEBMAIL_HOST@         host[:port] of this Roundcube as browsers reach it, e.g. webmail.example.edu.cn
+//   @WEBMAIL_HOST@         the host name of this Roundcube as browsers reach it, e.g. webmail.example.edu.cn
+//                          (or a PCRE such as ^webmail\.example\.edu\.cn(:8443)?$ when a port is in the URL)
 //   @DB_DSN@               e.g. sqlite:////var/lib/roundcube/db/roundcube.db?mode=0640
 //   @DES_KEY@              24 random characters (session password encryption)
 //   @LOG_DIR@ @TEMP_DIR@   writable by the php-fpm pool's user, e.g. /var/log/roundcube/ /var/lib/roundcube/temp/
