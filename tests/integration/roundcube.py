@@ -8,10 +8,10 @@ php-fpm refuses to run PHP as root without -R; the tests run as root (like Dovec
 
 from __future__ import annotations
 
+import grp
 import os
 import pwd
 import re
-import grp
 import secrets
 import shutil
 import socket
