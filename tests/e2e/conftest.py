@@ -68,16 +68,18 @@ class LiveServer:
 
 
 @contextmanager
-def serve_portal(database: Path, **overrides) -> Iterator[LiveServer]:
+def serve_portal(database: Path, host_name: str = "127.0.0.1", **overrides) -> Iterator[LiveServer]:
     """A fresh portal on SQLite, served threaded on 127.0.0.1 at an ephemeral port.
 
-    PUBLIC_URL is the served address, so a QR's ``data-qr-url`` opens on this very server.
+    PUBLIC_URL is the served address, so a QR's ``data-qr-url`` opens on this very server. ``host_name``
+    is the name in that URL (``localhost`` keeps the portal's cookies apart from another site's on
+    127.0.0.1).
     """
     app = create_app(make_config(f"sqlite:///{database}", **overrides))
     with app.app_context(), db.connection_context():
         migrations.upgrade()
     server = make_server("127.0.0.1", 0, app, threaded=True)
-    url = f"http://127.0.0.1:{server.server_port}"
+    url = f"http://{host_name}:{server.server_port}"
     app.config["PUBLIC_URL"] = url
     thread = threading.Thread(target=server.serve_forever, name="e2e-portal", daemon=True)
     thread.start()

@@ -106,15 +106,22 @@ def smtp_send(port: int, user: str, password: str, to: str, subject: str, body: 
 
 
 def imap_xoauth2(port: int, user: str, token: str, *, timeout: float = TIMEOUT) -> bool:
-    """AUTHENTICATE XOAUTH2 with ``Bearer <token>`` as Roundcube sends it, then SELECT INBOX.
+    """AUTHENTICATE XOAUTH2 with ``Bearer <token>`` as Roundcube sends it, then SELECT INBOX."""
+    return _imap_token_login(port, "XOAUTH2", f"user={user}\x01auth=Bearer {token}\x01\x01", b"", timeout)
 
-    A refused token makes Dovecot send a JSON error as a challenge; the empty answer ends the exchange.
-    """
-    answers = iter([f"user={user}\x01auth=Bearer {token}\x01\x01".encode()])
+
+def imap_oauthbearer(port: int, user: str, token: str, *, timeout: float = TIMEOUT) -> bool:
+    """AUTHENTICATE OAUTHBEARER (RFC 7628) with the token, then SELECT INBOX."""
+    return _imap_token_login(port, "OAUTHBEARER", f"n,a={user},\x01auth=Bearer {token}\x01\x01", b"\x01", timeout)
+
+
+def _imap_token_login(port: int, mechanism: str, initial: str, after_error: bytes, timeout: float) -> bool:
+    """A refused token makes Dovecot send a JSON error as a challenge; ``after_error`` ends the exchange."""
+    answers = iter([initial.encode()])
     imap = imaplib.IMAP4(HOST, port, timeout=timeout)
     try:
         try:
-            imap.authenticate("XOAUTH2", lambda _challenge: next(answers, b""))
+            imap.authenticate(mechanism, lambda _challenge: next(answers, after_error))
         except imaplib.IMAP4.abort:
             raise
         except imaplib.IMAP4.error as exc:
