@@ -17,6 +17,7 @@ from tests.integration.dovecot import Dovecot, dovecot_version, start_dovecot, w
 from tests.integration.nginx import Nginx, nginx_version, start_nginx
 from tests.integration.portal_server import LivePortal
 from tests.integration.procs import HOST, log_tail
+from tests.integration.roundcube import php_fpm_version
 from tests.smtp_server import SmtpBackend
 
 
@@ -36,9 +37,9 @@ def print_logs_if_failed(request, *logs) -> None:
 
 
 def pytest_report_header(config) -> list[str]:
-    """Which Dovecot and nginx the integration tests run against (visible in CI logs)."""
+    """Which Dovecot, nginx and php-fpm (Roundcube's) the integration tests run against (visible in CI logs)."""
     lines = []
-    for name, probe in (("dovecot", dovecot_version), ("nginx", nginx_version)):
+    for name, probe in (("dovecot", dovecot_version), ("nginx", nginx_version), ("php-fpm8.2", php_fpm_version)):
         binary = shutil.which(name) or f"/usr/sbin/{name}"
         try:
             lines.append(f"integration {name}: {probe(binary)}")

@@ -15,6 +15,7 @@ import re
 import secrets
 import shutil
 import socket
+import subprocess
 import tempfile
 import time
 import urllib.error
@@ -69,6 +70,11 @@ include = {pool}
 
 def php_fpm_binary() -> str:
     return require_binary("php-fpm8.2", "/usr/sbin/php-fpm8.2", "/usr/sbin/php-fpm")
+
+
+def php_fpm_version(binary: str) -> str:
+    result = subprocess.run([binary, "-v"], capture_output=True, text=True, timeout=10, check=True)
+    return result.stdout.splitlines()[0].strip()
 
 
 def roundcube_binaries() -> tuple[str, str]:
