@@ -7,7 +7,7 @@ from flask import Blueprint, g, render_template, request, url_for
 from portal.services import backup_email, factors, login, scans, tickets, trust
 from portal.services.errors import DomainError
 from portal.services.policy import METHODS
-from portal.web import guard
+from portal.web import continuation, guard
 from portal.web.render import redirect_to
 from portal.web.scanning import scan_status
 
@@ -24,8 +24,9 @@ bp = Blueprint("auth", __name__)
 @bp.get("/login")
 @guard.public
 def login_form():
+    continuation.remember(request.args.get("rd"))  # forward auth: the page the browser asked for
     if g.login is not None:
-        return redirect_to(guard.home_for(g.login.stage))
+        return redirect_to(continuation.after_login(g.login.stage))
     return render_template("auth/login.html", account="")
 
 
@@ -38,7 +39,7 @@ def login_submit():
     except DomainError as exc:
         return render_template("auth/login.html", account=account, error=exc.message), exc.status
     guard.set_session_cookie(step.token)
-    return redirect_to(guard.home_for(step.stage))
+    return redirect_to(continuation.after_login(step.stage))
 
 
 @bp.get("/login/verify")
@@ -106,7 +107,13 @@ def _logged_in(step: login.Step):
     guard.set_session_cookie(step.token)
     if step.trust_token:
         guard.set_trust_cookie(step.trust_token, int(trust.lifetime().total_seconds()))
-    return redirect_to(url_for("home.welcome"))
+    return redirect_to(continuation.after_login(step.stage))
+
+
+@bp.get("/login/continue")
+def continue_after_login():
+    """进入邮箱 after a forced binding: back to what sent the browser to the login, or the 欢迎页."""
+    return redirect_to(continuation.after_login(g.login.stage))
 
 
 def _verify_page(method: str | None = None, error: str | None = None, status: int = 200, mode: str | None = None):
