@@ -114,11 +114,14 @@ def advance(session: LoginSession, from_stage: str, to_stage: str, method: str) 
     return token
 
 
-def mark_verified(session: LoginSession) -> None:
-    """This session has just proved a second factor again (解绑/修改 verification, step-up, a new factor)."""
+def mark_verified(session: LoginSession, method: str) -> None:
+    """This session has just proved factor ``method`` (解绑/修改 verification, step-up, a new factor).
+
+    A session that had skipped the second step (trusted device or network, no factor yet) now has passed it.
+    """
     now = utcnow()
-    LoginSession.update(verified_at=now).where(LoginSession.id == session.id).execute()
-    session.verified_at = now
+    LoginSession.update(verified_at=now, second_step=method).where(LoginSession.id == session.id).execute()
+    session.verified_at, session.second_step = now, method
 
 
 def freshly_verified(session: LoginSession) -> bool:

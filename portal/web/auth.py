@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, g, render_template, request, url_for
 
+from portal.oidc import clients
 from portal.services import backup_email, factors, login, scans, tickets, trust
 from portal.services.errors import DomainError
 from portal.services.policy import METHODS
@@ -27,7 +28,7 @@ def login_form():
     continuation.remember(request.args.get("rd"))  # forward auth: the page the browser asked for
     if g.login is not None:
         return redirect_to(continuation.after_login(g.login.stage))
-    return render_template("auth/login.html", account="")
+    return render_template("auth/login.html", account="", **_signing_in_to())
 
 
 @bp.post("/login")
@@ -37,7 +38,7 @@ def login_submit():
     try:
         step = login.password_step(account, request.form.get("password", ""), g.client, g.login, guard.trust_token())
     except DomainError as exc:
-        return render_template("auth/login.html", account=account, error=exc.message), exc.status
+        return render_template("auth/login.html", account=account, error=exc.message, **_signing_in_to()), exc.status
     guard.set_session_cookie(step.token)
     return redirect_to(continuation.after_login(step.stage))
 
@@ -101,6 +102,12 @@ def verify_email_send():
     except DomainError as exc:
         return _verify_page(backup_email.METHOD, error=exc.message, status=exc.status)
     return redirect_to(url_for("auth.verify_form", method=backup_email.METHOD))
+
+
+def _signing_in_to() -> dict:
+    """The app a single sign-on login is for (网页邮箱, …), named on the login page."""
+    client = clients.asking(continuation.peek())
+    return {"app_name": client.name if client else None}
 
 
 def _logged_in(step: login.Step):

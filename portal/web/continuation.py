@@ -55,7 +55,14 @@ def remember(target: str | None) -> None:
 
 def take() -> str | None:
     """The remembered target, once; None when there is none or it is too old."""
-    entry = session.pop(KEY, None)
+    target = peek()
+    session.pop(KEY, None)
+    return target
+
+
+def peek() -> str | None:
+    """The remembered target, left in place."""
+    entry = session.get(KEY)
     if not isinstance(entry, dict):
         return None
     max_age = int(current_app.config["PENDING_MINUTES"]) * 60

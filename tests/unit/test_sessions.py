@@ -217,7 +217,7 @@ def test_verified_at_is_set_by_the_second_step_not_by_the_password(user, client)
 def test_a_trusted_device_login_is_not_verified(user, client):
     session = sessions.resolve(sessions.start(user, sessions.FULL, client))
     assert session.verified_at is None and not sessions.freshly_verified(session)
-    sessions.mark_verified(session)
+    sessions.mark_verified(session, "totp")
     assert sessions.freshly_verified(session)
 
 
