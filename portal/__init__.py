@@ -37,7 +37,7 @@ def create_app(config: dict | None = None) -> Flask:
     db_module.init_app(app)
 
     import wechat_backend
-    from portal import cli, directory, web
+    from portal import cli, directory, oidc, web
     from portal.web import app_api  # noqa: F401 -- registered below
 
     directory.init_app(app)
@@ -48,5 +48,6 @@ def create_app(config: dict | None = None) -> Flask:
         app.register_blueprint(api)
         web.guard.exempt_blueprint(api.name)
         web.csrf.exempt(api)
+    oidc.init_app(app)
     cli.init_app(app)
     return app

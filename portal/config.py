@@ -56,7 +56,17 @@ DEFAULTS: dict[str, object] = {
     "IMAP_PASSWORD_URL": "",
     "IMAP_CA_FILE": "",
     "PASSWORD_CHANGE_URL": "",
+    # Single sign-on (OpenID Connect provider; forward auth for nginx auth_request)
+    "OIDC_KEYS_FILE": "",  # JWKS with the private signing keys; default instance/oidc-keys.json
+    "OIDC_ACCESS_TOKEN_SECONDS": 3600,
+    "OIDC_CODE_SECONDS": 60,
+    "FORWARD_AUTH_SECRET": "",
+    "FORWARD_AUTH_HOSTS": "",  # host names (no port), comma-separated
+    # PORTAL_SESSION_COOKIE_DOMAIN: "" = host-only; a narrow parent shares the login with sibling hosts
+    "SHARED_COOKIE_DOMAIN": "",
 }
+# Keys whose variable is not PORTAL_<key> (Flask itself reads SESSION_COOKIE_DOMAIN for its own cookie).
+ENVIRONMENT_NAMES = {"SHARED_COOKIE_DOMAIN": "PORTAL_SESSION_COOKIE_DOMAIN"}
 
 # Development talks to the local WeChat stub (`flask --app wsgi wechat-stub`, started by make run), and
 # /mail/auth names a mail store on this host (so the README's curl example answers as nginx would see it).
@@ -81,6 +91,8 @@ INTEGER_KEYS = {
     "DATABASE_TIMEOUT",
     "HSTS_SECONDS",
     "LDAP_TIMEOUT",
+    "OIDC_ACCESS_TOKEN_SECONDS",
+    "OIDC_CODE_SECONDS",
 }
 POSITIVE_KEYS = INTEGER_KEYS - {"TRUSTED_PROXIES", "HSTS_SECONDS"}  # these two may be 0 (off)
 SECRET_KEYS = ("SECRET_KEY", "DATA_KEY")
@@ -109,8 +121,9 @@ def load(overrides: dict | None = None, environ: dict | None = None) -> dict[str
     environ = os.environ if environ is None else environ
     config = dict(DEFAULTS)
     for key in DEFAULTS:
-        if f"PORTAL_{key}" in environ:
-            config[key] = _parse(key, environ[f"PORTAL_{key}"])
+        name = ENVIRONMENT_NAMES.get(key, f"PORTAL_{key}")
+        if name in environ:
+            config[key] = _parse(key, environ[name])
     config.update(overrides or {})
     if config["ENV"] == "development":
         for key, value in DEVELOPMENT_DEFAULTS.items():

@@ -55,6 +55,11 @@ def _wechat_appid_and_session_verification() -> None:
     ).execute()
 
 
+def _single_sign_on_schema() -> None:
+    _add_missing_columns(models.LoginSession)
+    _create(models.OAuthClient, models.OAuthCode, models.OAuthToken)()
+
+
 # Append new migrations here; never edit one that has shipped. Tables are created from the
 # current models (safe=True), so later migrations add what older databases lack.
 MIGRATIONS: list[tuple[int, str, Callable[[], None]]] = [
@@ -84,6 +89,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[], None]]] = [
         _wechat_appid_and_session_verification,
     ),
     (7, "directory accounts (LDAP, IMAP): their stable id", lambda: _add_missing_columns(models.User)),
+    (8, "how a session passed the second step; OpenID Connect clients, codes, tokens", _single_sign_on_schema),
 ]
 
 

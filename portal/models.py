@@ -80,6 +80,9 @@ class LoginSession(BaseModel):
     ended_at = pw.DateTimeField(null=True)
     end_reason = pw.CharField(max_length=32, default="")
     verified_at = pw.DateTimeField(null=True)  # last second-factor proof in this session (None: never)
+    # How the login passed the second step: the factor method ("totp", "app", …), "trusted_device",
+    # "trusted_network", or "" (no second step: no factor bound, or not done yet). Single sign-on shows it in amr.
+    second_step = pw.CharField(max_length=16, default="")
 
 
 class Enrollment(BaseModel):
@@ -275,6 +278,61 @@ class MailedCode(BaseModel):
     expires_at = pw.DateTimeField()
 
 
+class OAuthClient(BaseModel):
+    """A relying party of the OpenID Connect provider (webmail, a campus app, Dovecot as resource server)."""
+
+    client_id = pw.CharField(max_length=64, unique=True)
+    name = pw.CharField(max_length=100)
+    secret_hash = pw.CharField(max_length=64, default="")  # HMAC of the secret; "" for a public client
+    redirect_uris = pw.TextField(default="")  # one per line, compared exactly
+    post_logout_redirect_uris = pw.TextField(default="")
+    public = pw.BooleanField(default=False)  # no secret: PKCE S256 and nonce required
+    resource_server = pw.BooleanField(default=False)  # may introspect any token (e.g. Dovecot)
+    created_at = pw.DateTimeField(default=utcnow)
+
+
+class OAuthCode(BaseModel):
+    """An authorization code: 60 s, single use (``used_at`` set by one conditional UPDATE)."""
+
+    code_hash = pw.CharField(max_length=64, unique=True)
+    client = pw.ForeignKeyField(OAuthClient, on_delete="CASCADE")
+    user = pw.ForeignKeyField(User, on_delete="CASCADE")
+    session = pw.ForeignKeyField(LoginSession, on_delete="CASCADE")
+    redirect_uri = pw.TextField()
+    scope = pw.CharField(max_length=200, default="")
+    nonce = pw.CharField(max_length=255, default="")
+    code_challenge = pw.CharField(max_length=128, default="")
+    code_challenge_method = pw.CharField(max_length=8, default="")
+    auth_time = pw.DateTimeField()
+    amr = pw.CharField(max_length=64, default="")  # space-separated RFC 8176 values
+    created_at = pw.DateTimeField(default=utcnow)
+    expires_at = pw.DateTimeField()
+    used_at = pw.DateTimeField(null=True)
+
+
+class OAuthToken(BaseModel):
+    """An access token (and, for confidential clients, its refresh token); only their HMACs are kept.
+
+    Active while not revoked, not expired, and its browser session has not ended. A refresh rotates
+    the row (old one revoked, same ``family``); presenting a rotated refresh token revokes the family.
+    """
+
+    access_hash = pw.CharField(max_length=64, unique=True)
+    refresh_hash = pw.CharField(max_length=64, null=True, unique=True)
+    family = pw.CharField(max_length=32, index=True)
+    client = pw.ForeignKeyField(OAuthClient, on_delete="CASCADE")
+    user = pw.ForeignKeyField(User, on_delete="CASCADE")
+    session = pw.ForeignKeyField(LoginSession, on_delete="CASCADE")
+    code = pw.ForeignKeyField(OAuthCode, null=True, on_delete="SET NULL")
+    scope = pw.CharField(max_length=200, default="")
+    amr = pw.CharField(max_length=64, default="")
+    auth_time = pw.DateTimeField()
+    created_at = pw.DateTimeField(default=utcnow)
+    expires_at = pw.DateTimeField()  # the access token's end
+    refresh_expires_at = pw.DateTimeField(null=True)
+    revoked_at = pw.DateTimeField(null=True)
+
+
 ALL_MODELS = [
     SchemaVersion,
     User,
@@ -294,4 +352,7 @@ ALL_MODELS = [
     DeviceSignature,
     AppPassword,
     MailedCode,
+    OAuthClient,
+    OAuthCode,
+    OAuthToken,
 ]

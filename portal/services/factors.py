@@ -195,7 +195,7 @@ def commit_binding(
                 factor = Factor.create(user=user, method=method, **fields)
         except peewee.IntegrityError as exc:
             raise Conflict(f"{label}已绑定;如需更换请使用“修改”", code="already_bound") from exc
-        sessions.mark_verified(session)
+        sessions.mark_verified(session, method)
         event = "factor_changed" if replaces else "factor_bound"
         audit.record(event, user=user, method=method, client=client, detail=detail or fields.get("label", ""))
     return factor
@@ -255,14 +255,14 @@ def authorize_change(
     """修改, first half: a fresh verification grants one rebind of ``method`` in this session."""
     _require_bound(user, method)
     verify(user, via, raw_code, client, "change", session)
-    sessions.mark_verified(session)
+    sessions.mark_verified(session, via)
     grant_change(session, method)
 
 
 def reverify(session: LoginSession, via: str, raw_code: str | None, client: Client) -> None:
     """Step-up by a code of a bound factor: the session counts as freshly verified."""
     verify(session.user, via, raw_code, client, "step_up", session)
-    sessions.mark_verified(session)
+    sessions.mark_verified(session, via)
 
 
 def grant_change(session: LoginSession, method: str) -> None:

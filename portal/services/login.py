@@ -44,10 +44,11 @@ def password_step(
         if new_hash:
             User.update(password_hash=new_hash).where(User.id == user.id).execute()
         stage = _stage_after_password(user, trust_token)
-        token = sessions.start(user, stage, client, previous)
+        skipped_by = "trusted_device" if stage == sessions.FULL and Factor.of_user(user.id) else ""
+        token = sessions.start(user, stage, client, previous, second_step=skipped_by)
         audit.record("login_password", user=user, client=client, detail=f"next={stage}")
         if stage == sessions.FULL:  # every finished login has one login_complete (the reports count them)
-            skipped = "trusted device" if Factor.select().where(Factor.user == user).exists() else "no second factor"
+            skipped = "trusted device" if skipped_by else "no second factor"
             audit.record("login_complete", user=user, client=client, detail=skipped)
     return Step(token, stage)
 
@@ -64,7 +65,7 @@ def second_step(session: LoginSession, method: str, raw_code: str | None, trust_
         raise Conflict("无需二次验证", code="not_pending")
     factors.verify(session.user, method, raw_code, client, "login", session)
     with db.atomic():
-        token = sessions.advance(session, sessions.SECOND_FACTOR, sessions.FULL)
+        token = sessions.advance(session, sessions.SECOND_FACTOR, sessions.FULL, method)
         trust_token = trust.issue(session.user, client, method) if trust_device else None
         audit.record("login_complete", user=session.user, method=method, client=client)
     return Step(token, sessions.FULL, trust_token)
@@ -73,7 +74,7 @@ def second_step(session: LoginSession, method: str, raw_code: str | None, trust_
 def complete_by_scan(session: LoginSession, ticket, client: Client) -> Step:
     """The phone approved this browser's login ticket (确认授权并信任此设备 or 临时登录)."""
     with db.atomic():
-        token = sessions.advance(session, sessions.SECOND_FACTOR, sessions.FULL)
+        token = sessions.advance(session, sessions.SECOND_FACTOR, sessions.FULL, ticket.method)
         trust_token = trust.issue(session.user, client, ticket.method) if ticket.trust_device else None
         detail = "by push" if ticket.channel == "push" else "by scan"
         audit.record("login_complete", user=session.user, method=ticket.method, client=client, detail=detail)
@@ -84,9 +85,10 @@ def finish_forced_binding(session: LoginSession, client: Client) -> str | None:
     """After a forced user binds a factor, the session becomes full (new id); else None."""
     if session.stage != sessions.BINDING:
         return None
-    if not factors.bound_methods(session.user):
+    bound = factors.bound_methods(session.user)
+    if not bound:
         raise NotAllowed("请先完成绑定")
-    token = sessions.advance(session, sessions.BINDING, sessions.FULL)
+    token = sessions.advance(session, sessions.BINDING, sessions.FULL, bound[0])  # binding it proved it
     audit.record("login_complete", user=session.user, client=client, detail="after forced binding")
     return token
 

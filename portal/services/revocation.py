@@ -2,8 +2,9 @@
 
 A factor unbound or replaced (解绑, 修改), a new password, an admin reset, a disabled account: the
 user's other browser sessions end (the one that made the change stays, if any), every trusted device
-is revoked, and what rested on a removed factor goes with it: the 邮箱安全 App's device record and
-the mini-program tokens of that WeChat user (the mini-program signs in again silently).
+and every single sign-on token is revoked, and what rested on a removed factor goes with it: the
+邮箱安全 App's device record and the mini-program tokens of that WeChat user (the mini-program signs
+in again silently).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from portal.models import ApiToken, Device, Factor, LoginSession, User, WeChatUser
+from portal.oidc import tokens
 from portal.services import sessions, trust
 from portal.services.client import Client
 
@@ -25,6 +27,7 @@ def revoke_access(
     """End the user's sessions but ``keep``, revoke trusted devices and what rested on ``removed``."""
     sessions.end_all(user, reason, keep=keep)
     trust.revoke_all(user, reason, client)
+    tokens.revoke_user(user)  # single sign-on tokens, the keeping session's too
     for factor in removed:
         _drop_dependents(factor)
 

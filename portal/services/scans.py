@@ -186,7 +186,7 @@ def _act(session: LoginSession, ticket: Ticket, client: Client) -> Progress:
         factors.check_removable(user, ticket.target)
         factors.remove(user, ticket.target, client, ticket.method, session)
         return Progress("done", ticket, "解绑成功")
-    sessions.mark_verified(session)
+    sessions.mark_verified(session, ticket.method)
     if ticket.purpose == "verify":
         return Progress("done", ticket, "验证成功")
     factors.grant_change(session, ticket.target)

@@ -26,8 +26,11 @@ PENDING = (SECOND_FACTOR, BINDING)
 TOUCH_EVERY = timedelta(seconds=60)  # last_seen_at is written at most this often
 
 
-def start(user: User, stage: str, client: Client, previous: LoginSession | None = None) -> str:
-    """Open a session after the password step; ends ``previous``; returns the cookie token."""
+def start(user: User, stage: str, client: Client, previous: LoginSession | None = None, second_step: str = "") -> str:
+    """Open a session after the password step; ends ``previous``; returns the cookie token.
+
+    ``second_step`` says why a session opened ``full`` needs none (trusted device / network).
+    """
     if previous is not None:
         end(previous, "replaced")
     token = crypto.new_token()
@@ -35,6 +38,7 @@ def start(user: User, stage: str, client: Client, previous: LoginSession | None 
         token_hash=crypto.token_hash(token),
         user=user,
         stage=stage,
+        second_step=second_step,
         ip=client.ip,
         user_agent=client.user_agent,
         expires_at=utcnow() + timedelta(hours=int(current_app.config["SESSION_MAX_HOURS"])),
@@ -84,15 +88,17 @@ def _end_reason(session: LoginSession, now: datetime) -> str:
     return ""
 
 
-def advance(session: LoginSession, from_stage: str, to_stage: str) -> str:
+def advance(session: LoginSession, from_stage: str, to_stage: str, method: str) -> str:
     """Move to the next stage under a new token; only one concurrent caller can win.
 
-    Every step that completes a login proved a second factor (a trusted device skips ``advance``).
+    Every step that completes a login proved a second factor, ``method`` (a trusted device skips ``advance``).
     """
     token = crypto.new_token()
     now = utcnow()
     changed = (
-        LoginSession.update(token_hash=crypto.token_hash(token), stage=to_stage, last_seen_at=now, verified_at=now)
+        LoginSession.update(
+            token_hash=crypto.token_hash(token), stage=to_stage, last_seen_at=now, verified_at=now, second_step=method
+        )
         .where(
             (LoginSession.id == session.id)
             & (LoginSession.token_hash == session.token_hash)
@@ -104,14 +110,18 @@ def advance(session: LoginSession, from_stage: str, to_stage: str) -> str:
     if changed != 1:
         raise Conflict("登录状态已变化,请重新登录", code="session_changed")
     session.token_hash, session.stage, session.verified_at = crypto.token_hash(token), to_stage, now
+    session.second_step = method
     return token
 
 
-def mark_verified(session: LoginSession) -> None:
-    """This session has just proved a second factor again (解绑/修改 verification, step-up, a new factor)."""
+def mark_verified(session: LoginSession, method: str) -> None:
+    """This session has just proved factor ``method`` (解绑/修改 verification, step-up, a new factor).
+
+    A session that had skipped the second step (trusted device or network, no factor yet) now has passed it.
+    """
     now = utcnow()
-    LoginSession.update(verified_at=now).where(LoginSession.id == session.id).execute()
-    session.verified_at = now
+    LoginSession.update(verified_at=now, second_step=method).where(LoginSession.id == session.id).execute()
+    session.verified_at, session.second_step = now, method
 
 
 def freshly_verified(session: LoginSession) -> bool:

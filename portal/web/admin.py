@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, g, render_template, request
 
+from portal.oidc import clients
 from portal.services import accounts, reports
 from portal.services.errors import DomainError, NotAllowed
 from portal.web.render import page_or_fragment
@@ -28,6 +29,7 @@ def index():
         periods=[label for label, _ in reports.PERIODS],
         lockouts=reports.lockouts(),
         failures=reports.recent_failures(),
+        sso_clients=clients.listing(),
     )
 
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from flask import Blueprint, g, render_template, request, url_for
 
+from portal.oidc import clients
 from portal.services import backup_email, factors, login, scans, tickets, trust
 from portal.services.errors import DomainError
 from portal.services.policy import METHODS
-from portal.web import guard
+from portal.web import continuation, guard
 from portal.web.render import redirect_to
 from portal.web.scanning import scan_status
 
@@ -24,9 +25,10 @@ bp = Blueprint("auth", __name__)
 @bp.get("/login")
 @guard.public
 def login_form():
+    continuation.remember(request.args.get("rd"))  # forward auth: the page the browser asked for
     if g.login is not None:
-        return redirect_to(guard.home_for(g.login.stage))
-    return render_template("auth/login.html", account="")
+        return redirect_to(continuation.after_login(g.login.stage))
+    return render_template("auth/login.html", account="", **_signing_in_to())
 
 
 @bp.post("/login")
@@ -36,9 +38,9 @@ def login_submit():
     try:
         step = login.password_step(account, request.form.get("password", ""), g.client, g.login, guard.trust_token())
     except DomainError as exc:
-        return render_template("auth/login.html", account=account, error=exc.message), exc.status
+        return render_template("auth/login.html", account=account, error=exc.message, **_signing_in_to()), exc.status
     guard.set_session_cookie(step.token)
-    return redirect_to(guard.home_for(step.stage))
+    return redirect_to(continuation.after_login(step.stage))
 
 
 @bp.get("/login/verify")
@@ -102,11 +104,23 @@ def verify_email_send():
     return redirect_to(url_for("auth.verify_form", method=backup_email.METHOD))
 
 
+def _signing_in_to() -> dict:
+    """The app a single sign-on login is for (网页邮箱, …), named on the login page."""
+    client = clients.asking(continuation.peek())
+    return {"app_name": client.name if client else None}
+
+
 def _logged_in(step: login.Step):
     guard.set_session_cookie(step.token)
     if step.trust_token:
         guard.set_trust_cookie(step.trust_token, int(trust.lifetime().total_seconds()))
-    return redirect_to(url_for("home.welcome"))
+    return redirect_to(continuation.after_login(step.stage))
+
+
+@bp.get("/login/continue")
+def continue_after_login():
+    """进入邮箱 after a forced binding: back to what sent the browser to the login, or the 欢迎页."""
+    return redirect_to(continuation.after_login(g.login.stage))
 
 
 def _verify_page(method: str | None = None, error: str | None = None, status: int = 200, mode: str | None = None):

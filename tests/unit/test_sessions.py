@@ -66,7 +66,7 @@ def test_start_ends_the_previous_session(user, client):
 def test_advance_rotates_the_token(user, client):
     old = sessions.start(user, sessions.SECOND_FACTOR, client)
     session = sessions.resolve(old)
-    new = sessions.advance(session, sessions.SECOND_FACTOR, sessions.FULL)
+    new = sessions.advance(session, sessions.SECOND_FACTOR, sessions.FULL, "totp")
     assert new != old
     assert sessions.resolve(old) is None
     resolved = sessions.resolve(new)
@@ -77,7 +77,7 @@ def test_advance_rotates_the_token(user, client):
 def test_advance_from_the_wrong_stage_is_a_conflict(user, client):
     token = sessions.start(user, sessions.BINDING, client)
     with pytest.raises(Conflict) as info:
-        sessions.advance(sessions.resolve(token), sessions.SECOND_FACTOR, sessions.FULL)
+        sessions.advance(sessions.resolve(token), sessions.SECOND_FACTOR, sessions.FULL, "totp")
     assert info.value.code == "session_changed"
     assert sessions.resolve(token).stage == sessions.BINDING
 
@@ -85,9 +85,9 @@ def test_advance_from_the_wrong_stage_is_a_conflict(user, client):
 def test_advance_twice_with_a_stale_copy_only_one_wins(user, client):
     token = sessions.start(user, sessions.SECOND_FACTOR, client)
     first, second = sessions.resolve(token), LoginSession.get_by_id(_row(token).id)
-    sessions.advance(first, sessions.SECOND_FACTOR, sessions.FULL)
+    sessions.advance(first, sessions.SECOND_FACTOR, sessions.FULL, "totp")
     with pytest.raises(Conflict):
-        sessions.advance(second, sessions.SECOND_FACTOR, sessions.FULL)
+        sessions.advance(second, sessions.SECOND_FACTOR, sessions.FULL, "totp")
 
 
 def test_advance_of_an_ended_session_is_a_conflict(user, client):
@@ -95,7 +95,7 @@ def test_advance_of_an_ended_session_is_a_conflict(user, client):
     session = sessions.resolve(token)
     sessions.end(session, "logout")
     with pytest.raises(Conflict):
-        sessions.advance(session, sessions.SECOND_FACTOR, sessions.FULL)
+        sessions.advance(session, sessions.SECOND_FACTOR, sessions.FULL, "totp")
 
 
 def test_concurrent_advance_only_one_wins(app, user, client):
@@ -103,7 +103,7 @@ def test_concurrent_advance_only_one_wins(app, user, client):
     session_id = _row(token).id
 
     def advance(_):
-        return sessions.advance(LoginSession.get_by_id(session_id), sessions.SECOND_FACTOR, sessions.FULL)
+        return sessions.advance(LoginSession.get_by_id(session_id), sessions.SECOND_FACTOR, sessions.FULL, "totp")
 
     results = run_threads(app, 6, advance)
     winners = [value for kind, value in results if kind == "ok"]
@@ -210,14 +210,14 @@ def test_verified_at_is_set_by_the_second_step_not_by_the_password(user, client)
     token = sessions.start(user, sessions.SECOND_FACTOR, client)
     session = sessions.resolve(token)
     assert session.verified_at is None and not sessions.freshly_verified(session)
-    sessions.advance(session, sessions.SECOND_FACTOR, sessions.FULL)
+    sessions.advance(session, sessions.SECOND_FACTOR, sessions.FULL, "totp")
     assert sessions.freshly_verified(session) and _row_by_id(session.id).verified_at is not None
 
 
 def test_a_trusted_device_login_is_not_verified(user, client):
     session = sessions.resolve(sessions.start(user, sessions.FULL, client))
     assert session.verified_at is None and not sessions.freshly_verified(session)
-    sessions.mark_verified(session)
+    sessions.mark_verified(session, "totp")
     assert sessions.freshly_verified(session)
 
 

@@ -1,0 +1,78 @@
+"""Where a browser goes once both login steps are done: back to what sent it to /login.
+
+Two things send a browser to the login and want it back: an OpenID Connect authorization request
+(``/oauth/authorize?…`` on this portal) and nginx forward auth (``rd``: an absolute URL on a host of
+PORTAL_FORWARD_AUTH_HOSTS). The target is checked when it is remembered and again when it is used,
+kept in the signed Flask session for PORTAL_PENDING_MINUTES, and used once. Anything else is
+dropped: no open redirect.
+"""
+
+from __future__ import annotations
+
+import time
+from urllib.parse import urlsplit
+
+from flask import current_app, session, url_for
+
+from portal.services import sessions
+from portal.web.guard import home_for
+
+KEY = "continue_to"
+INTERNAL_PREFIXES = ("/oauth/authorize?",)
+
+
+def forward_auth_hosts() -> set[str]:
+    return {h.strip().lower() for h in str(current_app.config["FORWARD_AUTH_HOSTS"]).split(",") if h.strip()}
+
+
+def safe_target(target: str | None) -> str | None:
+    """``target`` if the login may send the browser there afterwards, else None."""
+    if not target or len(target) > 4096 or any(c.isspace() or not c.isprintable() for c in target):
+        return None
+    if "\\" in target:
+        return None
+    if target.startswith("/"):
+        return target if target.startswith(INTERNAL_PREFIXES) and not target.startswith("//") else None
+    try:
+        parts = urlsplit(target)
+        hostname = parts.hostname
+        parts.port  # noqa: B018 -- raises ValueError for a malformed port
+    except ValueError:
+        return None
+    https_only = str(current_app.config["PUBLIC_URL"]).startswith("https://")
+    schemes = {"https"} if https_only else {"https", "http"}
+    if parts.scheme not in schemes or "@" in parts.netloc or not hostname:
+        return None
+    return target if hostname.lower().rstrip(".") in forward_auth_hosts() else None
+
+
+def remember(target: str | None) -> None:
+    """Come back to ``target`` after the login (ignored when it is not a safe target)."""
+    target = safe_target(target)
+    if target:
+        session[KEY] = {"to": target, "at": int(time.time())}
+
+
+def take() -> str | None:
+    """The remembered target, once; None when there is none or it is too old."""
+    target = peek()
+    session.pop(KEY, None)
+    return target
+
+
+def peek() -> str | None:
+    """The remembered target, left in place."""
+    entry = session.get(KEY)
+    if not isinstance(entry, dict):
+        return None
+    max_age = int(current_app.config["PENDING_MINUTES"]) * 60
+    if time.time() - int(entry.get("at", 0)) > max_age:
+        return None
+    return safe_target(entry.get("to"))
+
+
+def after_login(stage: str | None) -> str:
+    """Where a session at ``stage`` goes now: the remembered target once it is full, else its page."""
+    if stage == sessions.FULL:
+        return take() or url_for("home.welcome")
+    return home_for(stage)
