@@ -17,6 +17,7 @@ from portal.web import (
     admin,
     app_passwords,
     auth,
+    continuation,
     devices,
     guard,
     home,
@@ -75,8 +76,14 @@ def _refuse_nul_bytes() -> None:
         raise BadRequest("请求包含无效字符")
 
 
+def _csp() -> str:
+    """The policy; a login on its way back to an app (SSO, forward auth) may also post to that app's origin."""
+    extra = continuation.form_action_origins()
+    return CSP.replace("form-action 'self'", " ".join(["form-action 'self'", *extra])) if extra else CSP
+
+
 def _security_headers(response):
-    response.headers.setdefault("Content-Security-Policy", CSP)
+    response.headers.setdefault("Content-Security-Policy", _csp())
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Referrer-Policy"] = "same-origin"
     response.headers["X-Frame-Options"] = "DENY"

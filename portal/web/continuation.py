@@ -9,11 +9,13 @@ dropped: no open redirect.
 
 from __future__ import annotations
 
+import re
 import time
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from flask import current_app, session, url_for
 
+from portal.oidc import clients
 from portal.services import sessions
 from portal.web.guard import home_for
 
@@ -69,6 +71,26 @@ def peek() -> str | None:
     if time.time() - int(entry.get("at", 0)) > max_age:
         return None
     return safe_target(entry.get("to"))
+
+
+ORIGIN_RE = re.compile(r"https?://[A-Za-z0-9.\-]+(:[0-9]{1,5})?")
+
+
+def form_action_origins() -> list[str]:
+    """Other origins a login form's POST may end at, for CSP ``form-action`` (browsers apply it to
+    every redirect after a form submission): the registered redirect URI of the pending authorization
+    request, or the forward-auth target itself."""
+    target = peek()
+    if target and target.startswith(INTERNAL_PREFIXES):
+        client = clients.asking(target)
+        registered = clients.redirect_uris(client) if client else []
+        asked = parse_qs(urlsplit(target).query).get("redirect_uri", [""])[0]
+        target = asked if asked in registered else (registered[0] if not asked and len(registered) == 1 else None)
+    if not target:
+        return []
+    parts = urlsplit(target)
+    origin = f"{parts.scheme}://{parts.netloc}".lower()
+    return [origin] if ORIGIN_RE.fullmatch(origin) else []
 
 
 def after_login(stage: str | None) -> str:

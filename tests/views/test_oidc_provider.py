@@ -279,3 +279,20 @@ def test_the_login_page_names_the_app_the_login_is_for(browser, new_browser, web
     browser.get(webmail.authorize_url())
     assert "登录后将进入“网页邮箱”" in text(browser.get("/login"))
     assert "data-sso-app" not in text(new_browser().get("/login"))
+
+
+def test_the_login_pages_may_post_on_to_the_client_the_login_is_for(browser, new_browser, webmail, user, totp_secret):
+    """Browsers apply CSP form-action to the redirects after a form POST: /login/verify → /oauth/authorize
+    → the client's redirect URI. Only that registered origin is added, only while the request is pending."""
+    browser.get(webmail.authorize_url(pkce=False))
+    policy_ = browser.get("/login").headers["Content-Security-Policy"]
+    assert "form-action 'self' https://webmail.mail.xamd.edu.cn;" in policy_
+    browser.login(user.account, PASSWORD)
+    assert (
+        "form-action 'self' https://webmail.mail.xamd.edu.cn;"
+        in browser.get("/login/verify").headers["Content-Security-Policy"]
+    )
+    assert "form-action 'self';" in new_browser().get("/login").headers["Content-Security-Policy"]
+    other = new_browser()
+    other.get(webmail.authorize_url(pkce=False, redirect_uri="https://evil.example/cb"))  # refused, not remembered
+    assert "form-action 'self';" in other.get("/login").headers["Content-Security-Policy"]
