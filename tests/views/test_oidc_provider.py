@@ -279,3 +279,10 @@ def test_the_login_page_names_the_app_the_login_is_for(browser, new_browser, web
     browser.get(webmail.authorize_url())
     assert "登录后将进入“网页邮箱”" in text(browser.get("/login"))
     assert "data-sso-app" not in text(new_browser().get("/login"))
+
+
+@pytest.mark.app_config(ENV="production", PUBLIC_URL="http://mail2fa.xamd.edu.cn")
+def test_production_over_plain_http_offers_no_single_sign_on(browser, webmail):
+    response = browser.get("/.well-known/openid-configuration")
+    assert response.status_code == 503 and "https" in response.get_json()["error_description"]
+    assert browser.get(webmail.authorize_url()).status_code == 503
