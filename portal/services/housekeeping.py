@@ -1,8 +1,9 @@
 """Housekeeping: delete rows that nothing can use any more (run daily: `flask --app wsgi prune`).
 
 Ended or expired login sessions go with everything hanging on them (QR tickets, enrollments,
-grants, mailed codes, single sign-on codes and tokens: ON DELETE CASCADE); so do throttle counters of past windows, expired mini-program
-tokens and cache entries, old used signatures, single sign-on codes and tokens a day past their end, and trusted devices revoked or expired a while ago.
+grants, mailed codes, single sign-on codes and tokens: ON DELETE CASCADE); so do throttle counters
+of past windows, expired mini-program tokens and cache entries, old used signatures, single sign-on
+codes and tokens a day past their end, and trusted devices revoked or expired a while ago.
 The audit log is kept unless an age is given.
 """
 
