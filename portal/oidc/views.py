@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749.errors import InvalidClientError
-from flask import Blueprint, Response, g, jsonify, render_template, request, url_for
+from flask import Blueprint, Response, current_app, g, jsonify, render_template, request, url_for
 from joserfc import jwt
 from joserfc.errors import JoseError
 
@@ -21,6 +21,24 @@ from portal.web.render import redirect_to
 bp = Blueprint("oidc", __name__)
 # Back-channel endpoints authenticate the client (or the bearer) themselves: no cookies, no CSRF.
 api = Blueprint("oidc_api", __name__)
+
+
+LOOPBACK_HOSTS = {"127.0.0.1", "::1", "localhost"}
+
+
+@bp.before_request
+@api.before_request
+def _issuer_must_be_https():
+    """An http:// issuer only on loopback or outside production (tokens would cross the network in clear)."""
+    config = current_app.config
+    parts = urlsplit(str(config["PUBLIC_URL"]))
+    if parts.scheme == "https" or config["ENV"] != "production" or parts.hostname in LOOPBACK_HOSTS:
+        return None
+    response = jsonify(
+        error="temporarily_unavailable", error_description="single sign-on needs an https PORTAL_PUBLIC_URL"
+    )
+    response.status_code = 503
+    return response
 
 
 def _no_store(response: Response) -> Response:

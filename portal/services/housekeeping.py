@@ -1,8 +1,9 @@
 """Housekeeping: delete rows that nothing can use any more (run daily: `flask --app wsgi prune`).
 
 Ended or expired login sessions go with everything hanging on them (QR tickets, enrollments,
-grants, mailed codes: ON DELETE CASCADE); so do throttle counters of past windows, expired mini-program
-tokens and cache entries, old used signatures, and trusted devices revoked or expired a while ago.
+grants, mailed codes, single sign-on codes and tokens: ON DELETE CASCADE); so do throttle counters
+of past windows, expired mini-program tokens and cache entries, old used signatures, single sign-on
+codes and tokens a day past their end, and trusted devices revoked or expired a while ago.
 The audit log is kept unless an age is given.
 """
 
@@ -10,7 +11,17 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from portal.models import ApiToken, AuditEvent, CacheEntry, LoginSession, ThrottleCounter, TrustedDevice, utcnow
+from portal.models import (
+    ApiToken,
+    AuditEvent,
+    CacheEntry,
+    LoginSession,
+    OAuthCode,
+    OAuthToken,
+    ThrottleCounter,
+    TrustedDevice,
+    utcnow,
+)
 from portal.services import app_devices
 
 GRACE = timedelta(days=1)  # a dead session stays a day (its page may still poll and be told so)
@@ -28,6 +39,16 @@ def prune(now: datetime | None = None, audit_days: int | None = None) -> dict[st
         "throttle counters": ThrottleCounter.delete().where(ThrottleCounter.window_start < dead).execute(),
         "mini-program tokens": ApiToken.delete().where(ApiToken.expires_at < now).execute(),
         "cache entries": CacheEntry.delete().where(CacheEntry.expires_at < now).execute(),
+        "single sign-on codes": OAuthCode.delete().where(OAuthCode.expires_at < dead).execute(),
+        "single sign-on tokens": OAuthToken.delete()
+        .where(
+            (OAuthToken.revoked_at < dead)
+            | (
+                (OAuthToken.expires_at < dead)
+                & (OAuthToken.refresh_expires_at.is_null() | (OAuthToken.refresh_expires_at < dead))
+            )
+        )
+        .execute(),
         "App signatures": app_devices.prune_signatures(),
         "trusted devices": TrustedDevice.delete()
         .where(

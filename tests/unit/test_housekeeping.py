@@ -102,3 +102,44 @@ def test_expired_tokens_and_cache_entries_go(ctx):
     assert (counts["mini-program tokens"], counts["cache entries"]) == (1, 1)
     assert [t.token_hash for t in ApiToken.select()] == ["live"]
     assert sorted(c.key for c in CacheEntry.select()) == ["forever", "live"]
+
+
+def test_single_sign_on_codes_and_tokens_go_a_day_after_their_end(user, client):
+    from portal.models import OAuthClient, OAuthCode, OAuthToken
+
+    session = sessions.resolve(sessions.start(user, sessions.FULL, client))
+    rp = OAuthClient.create(client_id="rp", name="网页邮箱", redirect_uris="https://rp/cb")
+    now = utcnow()
+
+    def code(hash_, expires):
+        return OAuthCode.create(
+            code_hash=hash_,
+            client=rp,
+            user=user,
+            session=session,
+            redirect_uri="https://rp/cb",
+            auth_time=now,
+            expires_at=expires,
+        )
+
+    def token(hash_, expires, refresh=None, revoked=None):
+        return OAuthToken.create(
+            access_hash=hash_,
+            family=hash_,
+            client=rp,
+            user=user,
+            session=session,
+            auth_time=now,
+            expires_at=expires,
+            refresh_expires_at=refresh,
+            revoked_at=revoked,
+        )
+
+    old, fresh = now - timedelta(days=2), now + timedelta(minutes=1)
+    code("old", old), code("fresh", fresh)
+    token("expired", old), token("revoked", fresh, revoked=old), token("refreshable", old, refresh=fresh)
+    token("live", fresh)
+    counts = housekeeping.prune()
+    assert counts["single sign-on codes"] == 1 and counts["single sign-on tokens"] == 2
+    assert {c.code_hash for c in OAuthCode.select()} == {"fresh"}
+    assert {t.access_hash for t in OAuthToken.select()} == {"refreshable", "live"}

@@ -26,6 +26,8 @@ PUBLIC = {
     "scan.wechat_ticket",  # a WeChat QR URL opened in a browser: "请使用微信扫一扫"
     "scan.app_ticket",  # an App QR URL opened in a browser: "请使用邮箱安全 App扫一扫"
     "scan.app_enroll",
+    "oidc.authorize",  # checks the request, then sends the browser through /login (both steps) and back
+    "oidc.logout",  # RP-initiated logout: ends a session if there is one
 }
 DEV_ONLY_BLUEPRINTS = {"simulators"}  # PORTAL_DEV_SIMULATORS, which production refuses: public by design
 SECOND_STEP = {

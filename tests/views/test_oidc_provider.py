@@ -296,3 +296,10 @@ def test_the_login_pages_may_post_on_to_the_client_the_login_is_for(browser, new
     other = new_browser()
     other.get(webmail.authorize_url(pkce=False, redirect_uri="https://evil.example/cb"))  # refused, not remembered
     assert "form-action 'self';" in other.get("/login").headers["Content-Security-Policy"]
+
+
+@pytest.mark.app_config(ENV="production", PUBLIC_URL="http://mail2fa.xamd.edu.cn")
+def test_production_over_plain_http_offers_no_single_sign_on(browser, webmail):
+    response = browser.get("/.well-known/openid-configuration")
+    assert response.status_code == 503 and "https" in response.get_json()["error_description"]
+    assert browser.get(webmail.authorize_url()).status_code == 503
