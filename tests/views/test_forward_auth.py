@@ -286,6 +286,15 @@ def test_trusted_network_skips_the_second_step(app, browser, user, totp_secret):
     assert ask(browser.client).status_code == 200
 
 
+def test_a_trusted_network_login_must_verify_before_an_app_password(app, browser, totp_user, totp_secret):
+    policy.set_value("trusted_networks", "10.0.0.0/8")
+    assert location(at(browser, "10.20.30.40").login(totp_user.account, PASSWORD)) == "/"
+    dialog = browser.get("/settings/security/app-passwords/new", htmx=True)
+    assert "安全验证" in dialog.get_data(as_text=True) and 'name="code"' in dialog.get_data(as_text=True)
+    refused = browser.post("/settings/security/app-passwords/new", {"name": "Foxmail"}, htmx=True)
+    assert "data-app-password" not in refused.get_data(as_text=True)
+
+
 def test_outside_the_trusted_network_the_second_step_stays(app, browser, user, totp_secret):
     policy.set_value("trusted_networks", "10.0.0.0/8")
     assert location(at(browser, "192.0.2.7").login(user.account, PASSWORD)) == "/login/verify"
