@@ -58,17 +58,24 @@ SKIP_DETAILS = {"trusted_device": "trusted device", "trusted_network": "trusted_
 def _stage_after_password(user: User, trust_token: str | None, client: Client) -> tuple[str, str]:
     """(the stage the session opens at, why it skipped the second step: LoginSession.second_step).
 
-    A user with a factor skips it on a trusted device, or (never an admin) from a trusted network.
-    A user without one who must bind still binds first, also from a trusted network: the network
-    waives the code, not the enrolment that the admin's policy demands.
+    A user with a factor skips it on a trusted device, or from a trusted network: never an admin,
+    and not while the second step is locked (someone is guessing codes: the lock must hold). A user
+    without a factor who must bind still binds first, also from a trusted network: the network waives
+    the code, not the enrolment that the admin's policy demands.
     """
     if Factor.select().where(Factor.user == user).exists():
         if trust.is_trusted(trust_token, user):
             return sessions.FULL, "trusted_device"
-        if not user.is_admin and policy.in_trusted_network(client.ip):
+        if _network_skips(user, client):
             return sessions.FULL, "trusted_network"
         return sessions.SECOND_FACTOR, ""
     return (sessions.BINDING if policy.must_bind(user) else sessions.FULL), ""
+
+
+def _network_skips(user: User, client: Client) -> bool:
+    if user.is_admin or not policy.in_trusted_network(client.ip):
+        return False
+    return throttle.locked_until("otp", user.account, client.ip) is None
 
 
 def second_step(session: LoginSession, method: str, raw_code: str | None, trust_device: bool, client: Client) -> Step:

@@ -307,6 +307,16 @@ def test_admins_never_skip_by_network(app, browser, user, totp_secret):
     assert location(at(browser, "10.20.30.40").login(user.account, PASSWORD)) == "/login/verify"
 
 
+def test_a_locked_second_step_is_not_skipped_by_network(app, browser, new_browser, user, totp_secret, clock):
+    policy.set_value("trusted_networks", "10.0.0.0/8")
+    outside = at(new_browser(), "192.0.2.7")
+    assert location(outside.login(user.account, PASSWORD)) == "/login/verify"
+    for _ in range(10):  # someone off campus guesses codes until the account's second step locks
+        outside.post("/login/verify", {"method": "totp", "code": clock.wrong_code(totp_secret)})
+    assert location(at(browser, "10.20.30.40").login(user.account, PASSWORD)) == "/login/verify"
+    assert AuditEvent.select().where(AuditEvent.detail == "trusted_network").count() == 0
+
+
 def test_forced_binding_comes_first_on_a_trusted_network(app, browser, user):
     policy.set_value("trusted_networks", "10.0.0.0/8")
     policy.set_value("force_2fa", "all")
