@@ -14,7 +14,7 @@ from portal.services import accounts, policy
 from portal.web import continuation
 from portal.web.guard import SESSION_COOKIE
 from tests.conftest import PASSWORD, make_config
-from tests.views.support import PAGE, complete_login, location
+from tests.views.support import PAGE, bind, complete_login, location
 
 SECRET = "nginx-and-portal-share-this-too"
 HOSTS = "webmail.mail.xamd.edu.cn, Apps.Mail.Xamd.edu.cn"
@@ -201,6 +201,18 @@ def test_login_returns_to_rd(app, browser, user, totp_secret, clock):
 def test_login_with_a_foreign_rd_lands_on_the_welcome_page(app, browser, user, totp_secret, clock):
     browser.get("/login?rd=" + quote("http://evil.test/?_task=mail", safe=""))
     assert location(complete_login_to(browser, user, totp_secret, clock)) == "/"
+
+
+@forward_auth_on
+def test_after_a_forced_binding_enter_mailbox_goes_back_to_rd(app, browser, user, clock):
+    policy.set_value("force_2fa", "all")
+    policy.set_value("enabled_methods", "app,wechat,totp")
+    browser.get("/login?rd=" + quote(APP, safe=""))
+    assert location(browser.login(user.account, PASSWORD)) == PAGE
+    assert ask(browser.client).status_code == 403  # binding first
+    bind(browser, clock)
+    assert browser.get("/login/continue").headers["Location"] == APP  # 进入邮箱
+    assert ask(browser.client).status_code == 200
 
 
 def complete_login_to(browser, user, secret, clock):

@@ -273,7 +273,7 @@ def test_forced_binding_by_wechat_enters_the_mailbox(app, browser, user, phone, 
 
     done = browser.get(poll_url(dialog), htmx=htmx)
 
-    assert "绑定成功" in text(done) and "进入邮箱" in text(done) and 'href="/"' in text(done)
+    assert "绑定成功" in text(done) and "进入邮箱" in text(done) and 'href="/login/continue"' in text(done)
     assert done.headers["HX-Trigger"] == "factorsChanged"
     full = browser.cookie(SESSION_COOKIE)
     assert full and full != half  # the session id rotated when the session became full
