@@ -186,7 +186,8 @@ def policy_show() -> None:
 @click.argument("key", type=click.Choice(list(policy.DEFAULTS)))
 @click.argument("value")
 def policy_set(key: str, value: str) -> None:
-    """Set force_2fa (off|all|listed), enabled_methods (e.g. app,wechat,totp) or mail_requires_app_password (on|off)."""
+    """Set force_2fa (off|all|listed), enabled_methods (e.g. app,wechat,totp), mail_requires_app_password
+    (on|off) or trusted_networks (CIDRs whose logins skip the second step, e.g. 10.0.0.0/8; '' for none)."""
     _run(lambda: policy.set_value(key, value))
     click.echo(f"{key}={_run(lambda: policy.get(key))}")
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import re
 import secrets
 from pathlib import Path
+from urllib.parse import urlsplit
 
 DEFAULTS: dict[str, object] = {
     "ENV": "production",
@@ -209,3 +211,49 @@ def check_mail_auth(config: dict) -> None:
         raise ConfigError("PORTAL_MAIL_BACKEND_PASSWORD must be printable ASCII")
     if backend_password != backend_password.strip():
         raise ConfigError("PORTAL_MAIL_BACKEND_PASSWORD must not start or end with a space")
+
+
+HOST_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+
+
+def _is_host_name(name: str) -> bool:
+    """A DNS host name (ASCII labels; IDNs in their xn-- form), not an IP address."""
+    if _is_ip(name):
+        return False
+    return 0 < len(name) <= 253 and all(HOST_LABEL.match(label) for label in name.split("."))
+
+
+def forward_auth_hosts(config: dict) -> set[str]:
+    """PORTAL_FORWARD_AUTH_HOSTS: lower-case host names (no scheme, no port), trailing dot dropped."""
+    raw = str(config["FORWARD_AUTH_HOSTS"])
+    return {h.strip().lower().rstrip(".") for h in raw.split(",") if h.strip()}
+
+
+def cookie_domain(config: dict) -> str:
+    """PORTAL_SESSION_COOKIE_DOMAIN normalised ("" = host-only cookies)."""
+    return str(config["SHARED_COOKIE_DOMAIN"]).strip().lower().removeprefix(".")
+
+
+def check_forward_auth(config: dict) -> None:
+    """Refuse to start with forward-auth hosts or a shared cookie domain that cannot work as meant."""
+    for host in forward_auth_hosts(config):
+        if not (_is_host_name(host) or _is_ip(host)):
+            raise ConfigError(f"PORTAL_FORWARD_AUTH_HOSTS: expected host names without scheme or port, got {host!r}")
+    domain = cookie_domain(config)
+    if not domain:
+        return
+    public_host = (urlsplit(str(config["PUBLIC_URL"])).hostname or "").rstrip(".")
+    if not _is_host_name(domain) or "." not in domain:
+        raise ConfigError(f"PORTAL_SESSION_COOKIE_DOMAIN must be a DNS domain with a dot, got {domain!r}")
+    if public_host != domain and not public_host.endswith("." + domain):
+        raise ConfigError(
+            f"PORTAL_SESSION_COOKIE_DOMAIN {domain!r} is not a parent of the PORTAL_PUBLIC_URL host {public_host!r}"
+        )
+
+
+def _is_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+        return True
+    except ValueError:
+        return False

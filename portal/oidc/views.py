@@ -95,7 +95,7 @@ def authorize():
         if full:  # prompt=login / max_age: this login is too old for the client; log in again
             login.logout(session, g.client)
             guard.set_session_cookie(None)
-        continuation.remember(_without_prompt(request.full_path))
+        continuation.remember(_without_prompt())
         return redirect_to(url_for("auth.login_form") if full else continuation.after_login(_stage(session)))
     if not tokens.passed_second_step(session):
         return render_template("oidc/needs_factor.html", client=grant.request.client.row), 403
@@ -115,7 +115,7 @@ def _must_reauthenticate(session) -> bool:
     return False
 
 
-def _without_prompt(path: str) -> str:
+def _without_prompt() -> str:
     """The request to come back to after the login: ``prompt=login`` is satisfied by then."""
     query = [(k, v) for k, v in request.args.items(multi=True) if k != "prompt"]
     return f"{request.path}?{urlencode(query)}"

@@ -43,20 +43,39 @@ def password_step(
     with db.atomic():  # all of it or nothing: no session without its audit trail
         if new_hash:
             User.update(password_hash=new_hash).where(User.id == user.id).execute()
-        stage = _stage_after_password(user, trust_token)
-        skipped_by = "trusted_device" if stage == sessions.FULL and Factor.of_user(user.id) else ""
+        stage, skipped_by = _stage_after_password(user, trust_token, client)
         token = sessions.start(user, stage, client, previous, second_step=skipped_by)
         audit.record("login_password", user=user, client=client, detail=f"next={stage}")
         if stage == sessions.FULL:  # every finished login has one login_complete (the reports count them)
-            skipped = "trusted device" if skipped_by else "no second factor"
-            audit.record("login_complete", user=user, client=client, detail=skipped)
+            audit.record("login_complete", user=user, client=client, detail=SKIP_DETAILS[skipped_by])
     return Step(token, stage)
 
 
-def _stage_after_password(user: User, trust_token: str | None) -> str:
+# Why a login needed no second step: LoginSession.second_step -> the login_complete audit detail.
+SKIP_DETAILS = {"trusted_device": "trusted device", "trusted_network": "trusted_network", "": "no second factor"}
+
+
+def _stage_after_password(user: User, trust_token: str | None, client: Client) -> tuple[str, str]:
+    """(the stage the session opens at, why it skipped the second step: LoginSession.second_step).
+
+    A user with a factor skips it on a trusted device, or from a trusted network: never an admin,
+    and not while the second step is locked (someone is guessing codes: the lock must hold). A user
+    without a factor who must bind still binds first, also from a trusted network: the network waives
+    the code, not the enrolment that the admin's policy demands.
+    """
     if Factor.select().where(Factor.user == user).exists():
-        return sessions.FULL if trust.is_trusted(trust_token, user) else sessions.SECOND_FACTOR
-    return sessions.BINDING if policy.must_bind(user) else sessions.FULL
+        if trust.is_trusted(trust_token, user):
+            return sessions.FULL, "trusted_device"
+        if _network_skips(user, client):
+            return sessions.FULL, "trusted_network"
+        return sessions.SECOND_FACTOR, ""
+    return (sessions.BINDING if policy.must_bind(user) else sessions.FULL), ""
+
+
+def _network_skips(user: User, client: Client) -> bool:
+    if user.is_admin or not policy.in_trusted_network(client.ip):
+        return False
+    return throttle.locked_until("otp", user.account, client.ip) is None
 
 
 def second_step(session: LoginSession, method: str, raw_code: str | None, trust_device: bool, client: Client) -> Step:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 
 from portal.models import Setting, User
@@ -60,7 +61,15 @@ METHODS: dict[str, Method] = {
 
 ON_OFF = ("off", "on")
 # mail_requires_app_password=on: IMAP/POP3/SMTP take only app passwords, also from users with no factor.
-DEFAULTS = {"force_2fa": "off", "enabled_methods": "app,wechat", "mail_requires_app_password": "off"}
+# trusted_networks: CIDRs whose logins skip the second step (never for admins); "" = none.
+DEFAULTS = {
+    "force_2fa": "off",
+    "enabled_methods": "app,wechat",
+    "mail_requires_app_password": "off",
+    "trusted_networks": "",
+}
+# A trusted network wider than this would switch the second step off for a large part of the Internet.
+WIDEST_PREFIX = {4: 8, 6: 32}
 
 
 def get(key: str) -> str:
@@ -78,6 +87,8 @@ def set_value(key: str, value: str) -> None:
         value = ",".join(parse_methods(value))
     if key == "mail_requires_app_password" and value not in ON_OFF:
         raise InvalidInput("mail_requires_app_password must be on or off")
+    if key == "trusted_networks":
+        value = ",".join(str(network) for network in parse_networks(value))
     Setting.insert(key=key, value=value).on_conflict(
         conflict_target=[Setting.key], update={Setting.value: value}
     ).execute()
@@ -119,3 +130,32 @@ def must_bind_condition():
     if mode == "all":
         return User.id.is_null(False)
     return (User.is_admin | User.force_2fa) if mode == "listed" else User.is_admin
+
+
+def parse_networks(raw: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """'10.0.0.0/8, 192.168.1.0/24, 2001:db8::/48' (a bare address is one host); host bits must be 0."""
+    networks = []
+    for part in filter(None, (p.strip() for p in raw.split(","))):
+        try:
+            network = ipaddress.ip_network(part)
+        except ValueError as exc:
+            raise InvalidInput(f"trusted_networks: {exc}") from exc
+        if network.prefixlen < WIDEST_PREFIX[network.version]:
+            widest = WIDEST_PREFIX[network.version]
+            raise InvalidInput(f"trusted_networks: {part} is too wide (at most /{widest} for IPv{network.version})")
+        networks.append(network)
+    return networks
+
+
+def in_trusted_network(ip: str) -> bool:
+    """Whether a client address (as the proxy hops of PORTAL_TRUSTED_PROXIES give it) is in trusted_networks."""
+    raw = get("trusted_networks")
+    if not raw or not ip:
+        return False
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        address = address.ipv4_mapped
+    return any(address in network for network in parse_networks(raw))

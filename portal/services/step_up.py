@@ -2,8 +2,8 @@
 
 生成专用密码 (an IMAP/SMTP credential that lasts until deleted), 全部清除 of trusted devices and
 binding another factor need the session's last second-factor proof to be younger than
-PORTAL_STEP_UP_MINUTES. A session that skipped the second step on a trusted device has no such
-proof; a user with no factor bound has nothing to prove (and no step to skip).
+PORTAL_STEP_UP_MINUTES. A session that skipped the second step on a trusted device or from a trusted
+network has no such proof; a user with no factor bound has nothing to prove (and no step to skip).
 """
 
 from __future__ import annotations

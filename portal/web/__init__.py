@@ -19,6 +19,7 @@ from portal.web import (
     auth,
     continuation,
     devices,
+    forward_auth,
     guard,
     home,
     json_api,
@@ -55,6 +56,11 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(mail_auth.bp)
     guard.exempt_blueprint(mail_auth.bp.name)
     csrf.exempt(mail_auth.bp)
+    # nginx auth_request for other campus apps: checked by its shared secret, the session from the cookie.
+    config_module.check_forward_auth(app.config)
+    app.register_blueprint(forward_auth.bp)
+    guard.exempt_blueprint(forward_auth.bp.name)
+    csrf.exempt(forward_auth.bp)
     if app.config["DEV_SIMULATORS"]:
         app.register_blueprint(simulators.bp)
     app.after_request(_security_headers)

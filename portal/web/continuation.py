@@ -16,36 +16,26 @@ from urllib.parse import parse_qs, urlsplit
 from flask import current_app, session, url_for
 
 from portal.oidc import clients
-from portal.services import sessions
+from portal.services import forward_auth, sessions
 from portal.web.guard import home_for
 
 KEY = "continue_to"
 INTERNAL_PREFIXES = ("/oauth/authorize?",)
 
 
-def forward_auth_hosts() -> set[str]:
-    return {h.strip().lower() for h in str(current_app.config["FORWARD_AUTH_HOSTS"]).split(",") if h.strip()}
-
-
 def safe_target(target: str | None) -> str | None:
-    """``target`` if the login may send the browser there afterwards, else None."""
-    if not target or len(target) > 4096 or any(c.isspace() or not c.isprintable() for c in target):
+    """``target`` if the login may send the browser there afterwards, else None.
+
+    Relative: only this portal's OIDC authorization (never ``//host`` or ``/\\host``). Absolute: the
+    forward-auth rules (``forward_auth.safe_redirect``: https, an allow-listed host, no userinfo, …).
+    """
+    if not target or len(target) > forward_auth.MAX_TARGET or not target.isascii():
         return None
-    if "\\" in target:
+    if any(c.isspace() or not c.isprintable() for c in target) or "\\" in target:
         return None
     if target.startswith("/"):
         return target if target.startswith(INTERNAL_PREFIXES) and not target.startswith("//") else None
-    try:
-        parts = urlsplit(target)
-        hostname = parts.hostname
-        parts.port  # noqa: B018 -- raises ValueError for a malformed port
-    except ValueError:
-        return None
-    https_only = str(current_app.config["PUBLIC_URL"]).startswith("https://")
-    schemes = {"https"} if https_only else {"https", "http"}
-    if parts.scheme not in schemes or "@" in parts.netloc or not hostname:
-        return None
-    return target if hostname.lower().rstrip(".") in forward_auth_hosts() else None
+    return forward_auth.safe_redirect(target)
 
 
 def remember(target: str | None) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from flask import Flask, current_app, g, request, url_for
 
+from portal import config as config_module
 from portal.services import sessions
 from portal.services.client import Client
 from portal.web.render import redirect_to
@@ -17,6 +18,9 @@ TRUST_COOKIE = "portal_trust"
 # Over https the cookies carry the __Host- prefix: browsers then accept them only Secure, host-only
 # (no Domain) and for Path=/, so no sibling host or plain-http page can plant or shadow them.
 HOST_PREFIX = "__Host-"
+# A session cookie shared with sibling hosts (PORTAL_SESSION_COOKIE_DOMAIN) has a Domain, which
+# __Host- forbids: it is __Secure- (Secure still required; siblings under that domain can set it).
+SECURE_PREFIX = "__Secure-"
 
 PUBLIC, SECOND_STEP, BINDING_OK, FULL_ONLY = "public", "second_step", "binding_ok", "full"
 ALLOWED_STAGES = {
@@ -84,8 +88,18 @@ def home_for(stage: str | None) -> str:
 
 
 def cookie_name(name: str) -> str:
-    """The name a cookie has on this deployment (``__Host-`` prefixed when the portal is on https)."""
-    return HOST_PREFIX + name if current_app.config["SESSION_COOKIE_SECURE"] else name
+    """The name a cookie has on this deployment (``__Host-`` prefixed when the portal is on https;
+    ``__Secure-`` for the session cookie when it is shared with a parent domain)."""
+    if not current_app.config["SESSION_COOKIE_SECURE"]:
+        return name
+    return (SECURE_PREFIX if cookie_domain(name) else HOST_PREFIX) + name
+
+
+def cookie_domain(name: str) -> str | None:
+    """The Domain a cookie is sent with: PORTAL_SESSION_COOKIE_DOMAIN for the session cookie, else none."""
+    if name != SESSION_COOKIE:
+        return None
+    return config_module.cookie_domain(current_app.config) or None
 
 
 def trust_token() -> str | None:
@@ -105,9 +119,11 @@ def set_trust_cookie(token: str, max_age: int) -> None:
 def _write_cookies(response):
     secure = bool(current_app.config["SESSION_COOKIE_SECURE"])
     for base, (value, max_age) in getattr(g, "cookies", {}).items():
-        name = cookie_name(base)
+        name, domain = cookie_name(base), cookie_domain(base)
         if value is None:
-            response.delete_cookie(name, httponly=True, samesite="Lax", secure=secure)
+            response.delete_cookie(name, domain=domain, httponly=True, samesite="Lax", secure=secure)
         else:
-            response.set_cookie(name, value, max_age=max_age, httponly=True, samesite="Lax", secure=secure)
+            response.set_cookie(
+                name, value, max_age=max_age, domain=domain, httponly=True, samesite="Lax", secure=secure
+            )
     return response

@@ -251,6 +251,7 @@ def test_policy_show_and_set(app, cli):
         "force_2fa=off",
         "enabled_methods=app,wechat",
         "mail_requires_app_password=off",
+        "trusted_networks=",
     ]
     result = cli("policy", "set", "force_2fa", "all")
     assert (result.exit_code, result.output.strip()) == (0, "force_2fa=all")
@@ -266,6 +267,21 @@ def test_policy_show_and_set(app, cli):
         assert policy.get("force_2fa") == "all"
         assert policy.get("enabled_methods") == "app,wechat,totp"
         assert policy.get("mail_requires_app_password") == "on"
+
+
+def test_policy_trusted_networks(app, cli):
+    result = cli("policy", "set", "trusted_networks", "10.0.0.0/8, 192.168.1.0/24,2001:db8::/48, 172.16.5.9")
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == "trusted_networks=10.0.0.0/8,192.168.1.0/24,2001:db8::/48,172.16.5.9/32"
+    for bad in ("10.0.0.1/8", "10.0.0.0/33", "campus", "0.0.0.0/0", "10.0.0.0/7", "::/0"):
+        result = cli("policy", "set", "trusted_networks", bad)
+        assert result.exit_code == 1, (bad, result.output)
+    with database(app):
+        assert policy.get("trusted_networks").startswith("10.0.0.0/8,")  # a refused value changes nothing
+    result = cli("policy", "set", "trusted_networks", "")
+    assert (result.exit_code, result.output.strip()) == (0, "trusted_networks=")
+    with database(app):
+        assert not policy.in_trusted_network("10.1.2.3")
 
 
 def test_demo_is_idempotent(app, cli):

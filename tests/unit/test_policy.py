@@ -95,3 +95,13 @@ def test_parse_methods():
     assert policy.parse_methods(" , ") == []
     with pytest.raises(InvalidInput):
         policy.parse_methods("totp,fax")
+
+
+def test_trusted_networks_membership(ctx):
+    assert not policy.in_trusted_network("10.1.2.3")  # none by default
+    policy.set_value("trusted_networks", "10.0.0.0/8,2001:db8::/48")
+    assert policy.in_trusted_network("10.1.2.3")
+    assert policy.in_trusted_network("::ffff:10.1.2.3")  # an IPv4 client seen on a dual-stack socket
+    assert policy.in_trusted_network("2001:db8::7")
+    for outside in ("11.0.0.1", "2001:db9::1", "", "not-an-ip", "10.1.2.3, 11.0.0.1"):
+        assert not policy.in_trusted_network(outside), outside

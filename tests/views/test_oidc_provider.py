@@ -303,3 +303,13 @@ def test_production_over_plain_http_offers_no_single_sign_on(browser, webmail):
     response = browser.get("/.well-known/openid-configuration")
     assert response.status_code == 503 and "https" in response.get_json()["error_description"]
     assert browser.get(webmail.authorize_url()).status_code == 503
+
+
+def test_a_trusted_network_login_shows_in_amr_without_mfa(browser, webmail, user, totp_secret):
+    policy.set_value("trusted_networks", "10.0.0.0/8")
+    browser.client.environ_base["REMOTE_ADDR"] = "10.20.30.40"
+    browser.get(webmail.authorize_url())
+    resumed = browser.login(user.account, PASSWORD).headers["Location"]
+    assert resumed.startswith("/oauth/authorize?")  # no second step on the campus network
+    body = webmail.token(code_from(browser.get(resumed), webmail)).get_json()
+    assert id_token_claims(body["id_token"])["amr"] == ["pwd", "trusted-network"]
