@@ -61,9 +61,10 @@ class Client:
         return clients.secret_matches(self.row, client_secret)
 
     def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
-        if endpoint == "token":
+        """Public clients use "none" (token, revocation); only confidential ones may introspect."""
+        if endpoint in ("token", "revocation"):
             return method == "none" if self.row.public else method in CONFIDENTIAL_AUTH
-        return method in CONFIDENTIAL_AUTH
+        return method in CONFIDENTIAL_AUTH and not self.row.public
 
     def check_response_type(self, response_type: str) -> bool:
         return response_type == "code" and bool(clients.redirect_uris(self.row))

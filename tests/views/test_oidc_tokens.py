@@ -195,3 +195,14 @@ def test_tokens_of_a_removed_client_go_with_it(app, issued, webmail, dovecot):
     result = app.test_cli_runner().invoke(args=["oidc", "client", "remove", webmail.client_id])
     assert result.exit_code == 0
     assert OAuthToken.select().count() == 0 and not active(dovecot, issued["access_token"])
+
+
+def test_a_public_client_revokes_its_own_token_without_a_secret(app, signed_in, dovecot):
+    spa = RelyingParty(app, "课程平台", "http://localhost:5173/callback", public=True)
+    body = spa.token(authorize(signed_in, spa, nonce="n-revoke")).get_json()
+    assert active(dovecot, body["access_token"])
+    other = RelyingParty(app, "别的公开应用", "http://localhost:5174/callback", public=True)
+    stranger = other.http.post("/oauth/revoke", data={"token": body["access_token"], "client_id": other.client_id})
+    assert stranger.status_code == 400 and active(dovecot, body["access_token"])  # not its token
+    own = spa.http.post("/oauth/revoke", data={"token": body["access_token"], "client_id": spa.client_id})
+    assert own.status_code == 200 and not active(dovecot, body["access_token"])
