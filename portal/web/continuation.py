@@ -15,6 +15,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from flask import current_app, session, url_for
 
+from portal.db import UNAVAILABLE_ERRORS
 from portal.oidc import clients
 from portal.services import forward_auth, sessions
 from portal.web.guard import home_for
@@ -72,7 +73,10 @@ def form_action_origins() -> list[str]:
     request, or the forward-auth target itself."""
     target = peek()
     if target and target.startswith(INTERNAL_PREFIXES):
-        client = clients.asking(target)
+        try:
+            client = clients.asking(target)
+        except UNAVAILABLE_ERRORS:  # the 系统繁忙 page itself must not fail on its way out
+            return []
         registered = clients.redirect_uris(client) if client else []
         asked = parse_qs(urlsplit(target).query).get("redirect_uri", [""])[0]
         target = asked if asked in registered else (registered[0] if not asked and len(registered) == 1 else None)

@@ -10,6 +10,7 @@ the test instead.
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -99,3 +100,12 @@ def test_an_unreachable_database_is_503_too():
     assert api.status_code == 503 and api.get_json()["error"]["code"] == "unavailable"
     health = client.get("/healthz")
     assert health.status_code == 503 and health.get_json()["status"] == "error"
+
+
+def test_a_login_on_its_way_back_to_an_app_gets_503_not_500_when_the_database_is_gone():
+    nowhere = closed_port_url().replace("http://", "postgresql://portal@") + "portal"
+    client = create_app(make_config(nowhere, DATABASE_TIMEOUT=1)).test_client()
+    with client.session_transaction() as session:  # an OIDC authorization sent this browser to /login
+        session["continue_to"] = {"to": "/oauth/authorize?client_id=webmail&response_type=code", "at": int(time.time())}
+    response = client.get("/login")
+    assert response.status_code == 503 and BUSY in text(response)
