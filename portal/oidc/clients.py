@@ -14,6 +14,8 @@ from portal import crypto
 from portal.models import OAuthClient
 from portal.services.errors import DomainError
 
+LOOPBACK_HOSTS = {"127.0.0.1", "::1", "localhost"}  # where plain http is tolerated (development, tests)
+
 
 class ClientError(DomainError):
     status = 400
@@ -25,7 +27,7 @@ def _check_redirect_uri(uri: str) -> str:
         raise ClientError(f"redirect URI must be an absolute http(s) URL: {uri!r}")
     if parts.fragment or "#" in uri or "@" in parts.netloc:
         raise ClientError(f"redirect URI must have no fragment and no user info: {uri!r}")
-    if parts.scheme == "http" and parts.hostname not in ("localhost", "127.0.0.1", "::1"):
+    if parts.scheme == "http" and parts.hostname not in LOOPBACK_HOSTS:
         raise ClientError(f"redirect URI must use https (http only for localhost): {uri!r}")
     return uri
 

@@ -114,14 +114,6 @@ def revoke_user(user: User) -> int:
     )
 
 
-def revoke_session(session: LoginSession) -> int:
-    return (
-        OAuthToken.update(revoked_at=utcnow())
-        .where((OAuthToken.session == session) & OAuthToken.revoked_at.is_null())
-        .execute()
-    )
-
-
 def subject(user: User) -> str:
     """``sub``: stable for the account row, never the same for a later account with a recycled name or id."""
     return crypto.token_hash(f"oidc-sub:{user.id}:{user.created_at.isoformat()}")[:32]

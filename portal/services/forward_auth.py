@@ -53,10 +53,15 @@ class Query:
     accepts_html: bool
 
 
+def plain_url_text(url: str) -> bool:
+    """ASCII without whitespace, control characters or backslashes (what browsers may read differently)."""
+    return url.isascii() and "\\" not in url and not any(c.isspace() or not c.isprintable() for c in url)
+
+
 def allowed_url(url: str | None) -> bool:
     """An absolute URL on an allow-listed host: https (or http while the portal itself is on http),
     no userinfo, a well-formed port (not compared), ASCII without whitespace, controls or backslashes."""
-    if not url or not url.isascii() or "\\" in url or any(c.isspace() or not c.isprintable() for c in url):
+    if not url or not plain_url_text(url):
         return False
     try:
         parts = urlsplit(url)

@@ -30,12 +30,10 @@ def safe_target(target: str | None) -> str | None:
     Relative: only this portal's OIDC authorization (never ``//host`` or ``/\\host``). Absolute: the
     forward-auth rules (``forward_auth.safe_redirect``: https, an allow-listed host, no userinfo, …).
     """
-    if not target or len(target) > forward_auth.MAX_TARGET or not target.isascii():
-        return None
-    if any(c.isspace() or not c.isprintable() for c in target) or "\\" in target:
-        return None
-    if target.startswith("/"):
-        return target if target.startswith(INTERNAL_PREFIXES) and not target.startswith("//") else None
+    if target and target.startswith("/"):
+        internal = target.startswith(INTERNAL_PREFIXES) and not target.startswith("//")
+        ok = internal and len(target) <= forward_auth.MAX_TARGET and forward_auth.plain_url_text(target)
+        return target if ok else None
     return forward_auth.safe_redirect(target)
 
 

@@ -9,17 +9,15 @@ protected campus app.
 from __future__ import annotations
 
 import json
-import re
 import threading
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from tests.integration import deploy_files
 from tests.integration.procs import HOST, Process, require_binary
 
-DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "nginx"
 SNIPPETS = ("forward-auth.conf", "forward-auth-request.conf", "protected-app.conf")
-PLACEHOLDER = re.compile(r"\{\{([A-Z_]+)\}\}")
 APP_PATH = "/campus-app/"
 
 MAIN = """\
@@ -44,14 +42,6 @@ http {{
   include {prefix}/protected-app.conf;
 }}
 """
-
-
-def render(text: str, values: dict[str, str]) -> str:
-    """Fill every {{NAME}}; a placeholder without a value is an error (the files must stay in step)."""
-    missing = sorted(set(PLACEHOLDER.findall(text)) - set(values))
-    if missing:
-        raise KeyError(f"no value for placeholders {missing}")
-    return PLACEHOLDER.sub(lambda match: values[match.group(1)], text)
 
 
 class EchoApp:
@@ -112,19 +102,23 @@ def start_forward_auth_nginx(
     """nginx on ``port`` (TLS) serving protected-app.conf: the portal at /, the echo app at APP_PATH."""
     binary = require_binary("nginx", "/usr/sbin/nginx")
     (prefix / "tmp").mkdir(parents=True, exist_ok=True)
+    portal = f"http://{HOST}:{portal_port}"
     values = {
-        "LISTEN": f"{HOST}:{port} ssl",
-        "SERVER_NAME": HOST,
-        "TLS_CERT": str(cert),
-        "TLS_KEY": str(key),
-        "SNIPPETS": str(prefix),
-        "PORTAL_UPSTREAM": f"http://{HOST}:{portal_port}",
-        "FORWARD_AUTH_SECRET": secret,
-        "APP_PATH": APP_PATH,
-        "APP_UPSTREAM": f"http://{HOST}:{app_port}",
+        "forward-auth.conf": {"PORTAL_UPSTREAM": portal, "FORWARD_AUTH_SECRET": secret},
+        "forward-auth-request.conf": {},
+        "protected-app.conf": {
+            "LISTEN": f"{HOST}:{port} ssl",
+            "SERVER_NAME": HOST,
+            "TLS_CERT": str(cert),
+            "TLS_KEY": str(key),
+            "SNIPPETS": str(prefix),
+            "PORTAL_UPSTREAM": portal,
+            "APP_PATH": APP_PATH,
+            "APP_UPSTREAM": f"http://{HOST}:{app_port}",
+        },
     }
     for name in SNIPPETS:
-        (prefix / name).write_text(render((DEPLOY / name).read_text(encoding="utf-8"), values), encoding="utf-8")
+        deploy_files.write(f"nginx/{name}", values[name], prefix / name, mode=0o640)
     config = prefix / "nginx.conf"
     config.write_text(MAIN.format(prefix=prefix))
     error_log, access_log = prefix / "error.log", prefix / "access.log"

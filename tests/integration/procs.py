@@ -61,6 +61,13 @@ class Process:
 
     def wait_for_banner(self, port: int, banner: bytes, timeout: float = STARTUP_SECONDS) -> None:
         """Wait until ``port`` accepts a connection and greets with ``banner``; fail with the log tail."""
+        self._wait(port, banner, timeout)
+
+    def wait_for_port(self, port: int, timeout: float = STARTUP_SECONDS) -> None:
+        """Wait until ``port`` accepts a connection (servers that do not greet, e.g. HTTP)."""
+        self._wait(port, None, timeout)
+
+    def _wait(self, port: int, banner: bytes | None, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         last_error = "no attempt"
         while time.monotonic() < deadline:
@@ -68,6 +75,8 @@ class Process:
                 raise RuntimeError(f"{self.name} exited with {self.popen.returncode}: {self.describe()}")
             try:
                 with socket.create_connection((HOST, port), timeout=1.0) as sock:
+                    if banner is None:
+                        return
                     greeting = sock.recv(512)
                 if greeting.startswith(banner):
                     return
@@ -77,21 +86,6 @@ class Process:
             time.sleep(0.1)
         where = f"{HOST}:{port} after {timeout:.0f}s"
         raise RuntimeError(f"{self.name} not ready on {where} ({last_error}): {self.describe()}")
-
-    def wait_for_port(self, port: int, timeout: float = STARTUP_SECONDS) -> None:
-        """Wait until ``port`` accepts a connection (servers that do not greet, e.g. HTTP)."""
-        deadline = time.monotonic() + timeout
-        last_error = "no attempt"
-        while time.monotonic() < deadline:
-            if self.popen.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.popen.returncode}: {self.describe()}")
-            try:
-                with socket.create_connection((HOST, port), timeout=1.0):
-                    return
-            except OSError as exc:
-                last_error = str(exc)
-            time.sleep(0.1)
-        raise RuntimeError(f"{self.name} not listening on {HOST}:{port} ({last_error}): {self.describe()}")
 
     def stop(self) -> None:
         """SIGTERM the process group we created, then SIGKILL it if it has not gone within STOP_SECONDS."""
