@@ -23,16 +23,13 @@ bp = Blueprint("oidc", __name__)
 api = Blueprint("oidc_api", __name__)
 
 
-LOOPBACK_HOSTS = {"127.0.0.1", "::1", "localhost"}
-
-
 @bp.before_request
 @api.before_request
 def _issuer_must_be_https():
     """An http:// issuer only on loopback or outside production (tokens would cross the network in clear)."""
     config = current_app.config
     parts = urlsplit(str(config["PUBLIC_URL"]))
-    if parts.scheme == "https" or config["ENV"] != "production" or parts.hostname in LOOPBACK_HOSTS:
+    if parts.scheme == "https" or config["ENV"] != "production" or parts.hostname in clients.LOOPBACK_HOSTS:
         return None
     response = jsonify(
         error="temporarily_unavailable", error_description="single sign-on needs an https PORTAL_PUBLIC_URL"
@@ -173,10 +170,10 @@ def logout():
     hint_matches = claims is not None and session is not None and claims.get("sub") == tokens.subject(g.user)
     if session is not None and not hint_matches and request.method == "GET":
         return render_template("oidc/logout.html", client=client, values=values)  # ask: 确认退出?
-    if session is not None:
-        tokens.revoke_session(session)
+    if session is not None:  # its tokens end with it
         login.logout(session, g.client)
         guard.set_session_cookie(None)
+        g.login = g.user = None  # the page below is already a logged-out one
     if target:
         return redirect_to(target)
     return render_template("oidc/logged_out.html")

@@ -188,6 +188,7 @@ def test_rp_initiated_logout_without_a_hint_asks_first_and_never_redirects_elsew
     assert active(dovecot, issued["access_token"])
     done = signed_in.post("/oauth/logout", {"post_logout_redirect_uri": "https://evil.example/"})
     assert done.status_code == 200 and "Location" not in done.headers and "已安全退出" in text(done)
+    assert "alice@mail.xamd.edu.cn" not in text(done)  # the page no longer shows who was logged in
     assert not active(dovecot, issued["access_token"])
 
 
