@@ -8,6 +8,7 @@ a hash (Dovecot authenticates on every webmail IMAP login).
 from __future__ import annotations
 
 import hmac
+import secrets
 from urllib.parse import parse_qs, urlsplit
 
 from portal import crypto
@@ -51,7 +52,7 @@ def add(
     logout_uris = [_check_redirect_uri(uri) for uri in post_logout_redirect_uris]
     secret = None if public else crypto.new_token(32)
     client = OAuthClient.create(
-        client_id=crypto.new_token(18),
+        client_id=secrets.token_hex(16),  # hex: never read as a CLI option (a leading '-'), safe in any config file
         name=name,
         secret_hash=crypto.token_hash(secret) if secret else "",
         redirect_uris="\n".join(uris),
