@@ -65,6 +65,18 @@ class Factor(BaseModel):
         """The user's factor of one method, if bound."""
         return cls.get_or_none((cls.user == user) & (cls.method == method))
 
+    @classmethod
+    def holding(cls, method: str, external_id: str):
+        """The factors of ``method`` resting on one outside thing (a WeChat user, an App device, a token)."""
+        return cls.select().where((cls.method == method) & (cls.external_id == external_id))
+
+    def claim_step(self, step: int) -> bool:
+        """Atomically record time step ``step`` as used; False if it (or a later one) was used already."""
+        factor = type(self)
+        unused = factor.last_used_step.is_null() | (factor.last_used_step < step)
+        query = factor.update(last_used_step=step, last_used_at=utcnow()).where((factor.id == self.id) & unused)
+        return query.execute() == 1
+
 
 class LoginSession(BaseModel):
     """A browser's login; the cookie carries a random token, the table only its HMAC."""
@@ -356,3 +368,12 @@ ALL_MODELS = [
     OAuthCode,
     OAuthToken,
 ]
+
+
+class RecoveryCode(BaseModel):
+    """备用码: one of a user's one-time recovery codes; only its HMAC is stored (invariant 6)."""
+
+    user = pw.ForeignKeyField(User, on_delete="CASCADE")
+    code_hash = pw.CharField(max_length=64, unique=True)
+    created_at = pw.DateTimeField(default=utcnow)
+    used_at = pw.DateTimeField(null=True)

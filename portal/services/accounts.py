@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import peewee
 
 from portal.db import db
-from portal.models import AppPassword, Enrollment, Factor, User, utcnow
+from portal.models import AppPassword, Enrollment, Factor, RecoveryCode, User, utcnow
 from portal.services import audit, passwords, revocation, throttle
 from portal.services.client import Client
 from portal.services.errors import Conflict, InvalidInput, NotAllowed, NotFound
@@ -144,6 +144,7 @@ def reset_2fa(account: str, reason: str, by: User | None = None, client: Client 
         factors = list(Factor.select().where(Factor.user == user))
         removed = Factor.delete().where(Factor.user == user).execute()
         Enrollment.delete().where(Enrollment.user == user).execute()
+        RecoveryCode.delete().where(RecoveryCode.user == user).execute()  # 备用码 of the reset factors
         revocation.revoke_access(user, "2fa_reset", client, removed=factors)
         detail = _detail(f"{removed} factor(s)", f"reason: {reason}", _by(by))
         audit.record("2fa_reset", user=user, client=client, detail=detail)

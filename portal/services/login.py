@@ -82,7 +82,7 @@ def second_step(session: LoginSession, method: str, raw_code: str | None, trust_
     """Verify the second factor; the session becomes full under a new id."""
     if session.stage != sessions.SECOND_FACTOR:
         raise Conflict("无需二次验证", code="not_pending")
-    factors.verify(session.user, method, raw_code, client, "login", session)
+    method = factors.verify(session.user, method, raw_code, client, "login", session)
     with db.atomic():
         token = sessions.advance(session, sessions.SECOND_FACTOR, sessions.FULL, method)
         trust_token = trust.issue(session.user, client, method) if trust_device else None

@@ -3,61 +3,12 @@
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
 
 from portal.models import Setting, User
-from portal.services import mailer
 from portal.services.errors import InvalidInput
 
 FORCE_MODES = ("off", "all", "listed")
 
-
-@dataclass(frozen=True)
-class Method:
-    key: str
-    label: str
-    built: bool  # implemented in this release
-    self_service: bool  # the manual's recommended, always-offered methods
-    login_hint: str = ""  # the login page: where the user finds the 6-digit code
-    dialog_hint: str = ""  # 解绑/修改/安全验证 dialogs, after "解绑…前,": the manual's shorter words
-
-
-# Rows of 二次验证设置, in the manual's order.
-METHODS: dict[str, Method] = {
-    "app": Method(
-        "app",
-        "邮箱安全 App",
-        built=True,
-        self_service=True,
-        login_hint="打开【邮箱安全 App】,点击“+”选择“二次验证”,找到本账号的 6 位验证码",
-        dialog_hint="打开【邮箱安全 App】输入验证码",
-    ),
-    "totp": Method(
-        "totp",
-        "第三方 OTP",
-        built=True,
-        self_service=False,
-        login_hint="打开您的身份验证器 App(如 Microsoft Authenticator),输入本账号的 6 位验证码",
-        dialog_hint="打开您的身份验证器 App 输入验证码",
-    ),
-    "email": Method(
-        "email",
-        "备用邮箱",
-        built=True,
-        self_service=False,
-        login_hint="查收备用邮箱中的邮件,输入其中的 6 位验证码",
-        dialog_hint="输入发送到备用邮箱的验证码",
-    ),
-    "wechat": Method(
-        "wechat",
-        "微信",
-        built=True,
-        self_service=True,
-        login_hint="打开微信搜索“邮箱安全助手”小程序,找到本账号的 6 位验证码",
-        dialog_hint="打开【微信-邮箱安全助手】输入验证码",
-    ),
-    "sms": Method("sms", "短信", built=False, self_service=False, login_hint="输入短信中的 6 位验证码"),
-}
 
 ON_OFF = ("off", "on")
 # mail_requires_app_password=on: IMAP/POP3/SMTP take only app passwords, also from users with no factor.
@@ -95,27 +46,13 @@ def set_value(key: str, value: str) -> None:
 
 
 def parse_methods(raw: str) -> list[str]:
+    from portal.services.factors import METHODS  # the methods use policy; the list is theirs
+
     methods = [m.strip() for m in raw.split(",") if m.strip()]
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise InvalidInput(f"unknown methods: {', '.join(unknown)}; known: {', '.join(METHODS)}")
     return methods
-
-
-def offered(user: User) -> set[str]:
-    """Methods this user may bind now: built, and self-service, enabled globally or for them.
-
-    Admins must bind (see ``must_bind``), so 第三方 OTP is always offered to them. 备用邮箱 needs a
-    way to send mail (PORTAL_SMTP_URL).
-    """
-    allowed = {m.key for m in METHODS.values() if m.self_service}
-    allowed |= set(parse_methods(get("enabled_methods")))
-    allowed |= set(parse_methods(user.extra_methods))
-    if user.is_admin:
-        allowed.add("totp")
-    if not mailer.available():
-        allowed.discard("email")
-    return {key for key in allowed if METHODS[key].built}
 
 
 def must_bind(user: User) -> bool:

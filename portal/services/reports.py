@@ -9,7 +9,7 @@ import peewee as pw
 from flask import current_app
 
 from portal.models import AppPassword, AuditEvent, Factor, ThrottleCounter, User, utcnow
-from portal.services import accounts, audit, policy, throttle, trust
+from portal.services import accounts, audit, factors, policy, throttle, trust
 from portal.services.app_passwords import USE_RECORD_INTERVAL
 
 USE_RECORD_MINUTES = int(USE_RECORD_INTERVAL.total_seconds() // 60)
@@ -63,7 +63,7 @@ def adoption() -> Adoption:
     return Adoption(
         users=enabled.count(),
         protected=protected_ids.count(),
-        by_method={m.label: counts.get(key, 0) for key, m in policy.METHODS.items() if m.built},
+        by_method={m.label: counts.get(key, 0) for key, m in factors.METHODS.items()},
         with_app_passwords=AppPassword.select(AppPassword.user).where(AppPassword.user.in_(enabled)).distinct().count(),
         binding_pending=pending.count(),
     )
@@ -124,7 +124,7 @@ def account_summary(account: str) -> AccountSummary:
     locks = {label: throttle.locked_until(scope, user.account, "") for scope, label in LOCK_SCOPES.items()}
     return AccountSummary(
         user=user,
-        methods=[policy.METHODS[f.method].label for f in bound if f.method in policy.METHODS],
+        methods=[factors.METHODS[f.method].label for f in bound if f.method in factors.METHODS],
         must_bind=policy.must_bind(user),
         app_passwords=AppPassword.select().where(AppPassword.user == user).count(),
         trusted_devices=len(trust.active(user)),

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from portal.models import ApiToken, Device, Factor, LoginSession, User, WeChatUser
+from portal.models import Factor, LoginSession, User
 from portal.oidc import tokens
 from portal.services import sessions, trust
 from portal.services.client import Client
@@ -33,9 +33,7 @@ def revoke_access(
 
 
 def _drop_dependents(factor: Factor) -> None:
-    if factor.method == "app":
-        Device.delete().where(Device.device_id == factor.external_id).execute()
-    elif factor.method == "wechat":
-        holder = WeChatUser.of_binding(factor.external_id)
-        if holder is not None:
-            ApiToken.delete().where(ApiToken.wechat_user == holder).execute()
+    from portal.services.factors import METHODS  # the methods revoke through here
+
+    if factor.method in METHODS:
+        METHODS[factor.method].on_removed(factor)

@@ -13,15 +13,12 @@ from datetime import timedelta
 
 from portal.db import db
 from portal.models import LoginSession, Ticket, User, utcnow
-from portal.services import backup_email, factors, login, sessions, throttle, tickets
-from portal.services.backup_email import EmailEnrollment
+from portal.services import factors, login, sessions, throttle, tickets
 from portal.services.client import Client
 from portal.services.errors import DomainError, NotAllowed, Throttled
-from portal.services.factors import TotpEnrollment
 from portal.services.tickets import NewTicket
 
-SCAN_METHODS = ("wechat", "app")  # approved on a phone: by QR, and the App also by push
-PREFERRED = ("app", "wechat", "totp", "email")  # the default verification: the manual's recommended first
+PREFERRED = ("webauthn", "app", "wechat", "totp", "token", "sms", "email")  # a security key first, then the manual's
 PUSH_OPEN_LIMIT = 3  # push challenges waiting at once per account
 PUSH_INTERVAL = timedelta(seconds=30)  # between two pushes of one browser for one purpose
 PUSHES_PER_WINDOW = (10, 30)  # per account, per IP, in each throttle window
@@ -42,12 +39,13 @@ class Progress:
     ticket: Ticket
     message: str = ""
     step: login.Step | None = None  # a login (or forced binding) completed: new cookies
-    next: TotpEnrollment | EmailEnrollment | NewTicket | None = None  # 修改: how the new factor is bound
+    next: factors.Pending | None = None  # 修改: how the new factor is bound
 
 
-def preferred(bound: list[str]) -> str:
-    """The bound method a verification starts with (the user may switch: 更换验证方式)."""
-    return min(bound, key=lambda method: PREFERRED.index(method) if method in PREFERRED else len(PREFERRED))
+def preferred(usable: list[str]) -> str:
+    """The method a verification starts with (the user may switch: 更换验证方式); 备用码 only as the last."""
+    order = (*PREFERRED, "recovery")
+    return min(usable, key=lambda method: order.index(method) if method in order else len(order) - 1)
 
 
 @dataclass
@@ -70,13 +68,10 @@ def challenge(
     target: str = "",
     resend: bool = False,
 ) -> Challenge:
-    """The challenge for ``method`` in ``mode`` ("" = the method's default: push for the App, QR for 微信)."""
-    if method not in SCAN_METHODS:
-        return Challenge(method, "code")
-    mode = mode if mode in ("push", "qr", "code") else ("push" if method == "app" else "qr")
-    if mode == "push" and method != "app":
-        mode = "qr"
-    if mode == "code":
+    """The challenge for ``method`` in ``mode`` ("" = the method's first channel: push for the App, QR for 微信)."""
+    channels = factors.METHODS[method].channels if method in factors.METHODS else ("code",)
+    mode = mode if mode in channels else channels[0]
+    if mode not in ("push", "qr"):
         return Challenge(method, mode)
     try:
         if purpose == "login":
@@ -86,14 +81,6 @@ def challenge(
     except Throttled as exc:  # pushes capped: the QR and the code still work
         return Challenge(method, "code", error=exc.message)
     return Challenge(method, mode, new)
-
-
-def start_bind(session: LoginSession, user: User, method: str, client: Client) -> NewTicket:
-    """绑定 by scanning (or the second half of 修改): a QR the phone confirms."""
-    if method not in SCAN_METHODS:
-        raise NotAllowed("该验证方式不支持扫码绑定")
-    replaces = factors.binding_purpose(session, user, method) == "rebind"
-    return tickets.create(session, user, method, "bind", client, replaces=replaces)
 
 
 def start_verify(
@@ -108,7 +95,7 @@ def start_verify(
 ) -> NewTicket | None:
     """A fresh verification on the phone of the bound ``via`` factor, for 解绑 (unbind), 修改 (rebind)
     or a sensitive step (verify): a QR, or a push to the App (None: no push is sent by itself now)."""
-    if via not in SCAN_METHODS or via not in factors.bound_methods(user):
+    if "qr" not in factors.METHODS[via].channels or via not in factors.bound_methods(user):
         raise NotAllowed("该验证方式不支持扫码")
     if purpose == "unbind":
         factors.check_removable(user, target)
@@ -193,12 +180,6 @@ def _act(session: LoginSession, ticket: Ticket, client: Client) -> Progress:
     return Progress("done", ticket, "验证成功", next=begin_rebind(session, user, ticket.target, client))
 
 
-def begin_rebind(
-    session: LoginSession, user: User, target: str, client: Client
-) -> TotpEnrollment | EmailEnrollment | NewTicket:
+def begin_rebind(session: LoginSession, user: User, target: str, client: Client) -> factors.Pending:
     """修改, second half: start binding the new factor (the old one stays until it is confirmed)."""
-    if target == "totp":
-        return factors.begin_totp(session, user)
-    if target == backup_email.METHOD:
-        return backup_email.begin(session, user)
-    return start_bind(session, user, target, client)
+    return factors.begin_bind(session, user, target, client)

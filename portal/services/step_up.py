@@ -9,15 +9,28 @@ network has no such proof; a user with no factor bound has nothing to prove (and
 from __future__ import annotations
 
 from portal.models import Factor, LoginSession
-from portal.services import policy, sessions
+from portal.services import sessions
 from portal.services.errors import DomainError, NotFound
 
-# What may ask for it (the ticket's target for a phone approval) → how the dialog names it.
+# What may ask for it (the ticket's target for a phone approval) → how the dialog names it; and
+# "bind-<method>" for binding another method (named by the method).
 ACTIONS = {
     "app-password": "生成专用密码",
     "trusted-devices": "清除全部信任设备",
-    **{f"bind-{key}": f"绑定{method.label}" for key, method in policy.METHODS.items()},
+    "recovery-codes": "生成备用码",
 }
+
+
+def describe(action: str) -> str:
+    """How the dialog names ``action``; NotFound for an unknown one."""
+    from portal.services.factors import METHODS  # binding a method asks for step-up
+
+    if action in ACTIONS:
+        return ACTIONS[action]
+    key = action.removeprefix("bind-")
+    if action.startswith("bind-") and key in METHODS:
+        return f"绑定{METHODS[key].label}"
+    raise NotFound("页面不存在")
 
 
 class StepUpRequired(DomainError):
@@ -27,7 +40,7 @@ class StepUpRequired(DomainError):
     status = 403
 
     def __init__(self, action: str):
-        super().__init__(f"{ACTIONS[action]}前,请先完成安全验证")
+        super().__init__(f"{describe(action)}前,请先完成安全验证")
         self.action = action
 
 
@@ -45,5 +58,4 @@ def require(session: LoginSession, action: str) -> None:
 
 
 def check_action(action: str) -> None:
-    if action not in ACTIONS:
-        raise NotFound("页面不存在")
+    describe(action)

@@ -26,6 +26,7 @@ from portal.web import (
     mail_auth,
     password,
     qr,
+    recovery_codes,
     scan,
     security,
     simulators,
@@ -49,7 +50,7 @@ def init_app(app: Flask) -> None:
     csrf.init_app(app)
     app.before_request(_refuse_nul_bytes)
     guard.init_app(app)
-    for module in (auth, home, security, step_up, password, devices, app_passwords, scan, admin):
+    for module in (auth, home, security, step_up, password, devices, app_passwords, recovery_codes, scan, admin):
         app.register_blueprint(module.bp)
     # nginx's mail auth_http: no cookies, no session; the caller is checked by the view instead.
     config_module.check_mail_auth(app.config)

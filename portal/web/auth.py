@@ -5,9 +5,8 @@ from __future__ import annotations
 from flask import Blueprint, g, render_template, request, url_for
 
 from portal.oidc import clients
-from portal.services import backup_email, factors, login, scans, tickets, trust
+from portal.services import factors, login, scans, tickets, trust
 from portal.services.errors import DomainError
-from portal.services.policy import METHODS
 from portal.web import continuation, guard
 from portal.web.render import redirect_to
 from portal.web.scanning import scan_status
@@ -93,15 +92,16 @@ def verify_push_resend():
     return redirect_to(url_for("auth.verify_form", method="app"))
 
 
-@bp.post("/login/verify/email-code")
+@bp.post("/login/verify/send-code")
 @guard.second_step
-def verify_email_send():
-    """备用邮箱 as the second step: mail a code to the bound address, then ask for it."""
+def verify_send_code():
+    """备用邮箱 or 短信 as the second step: send a code to the bound address, then ask for it."""
+    method = request.form.get("method", "")
     try:
-        backup_email.send_verify_code(g.login, g.user, g.client)
+        factors.send_code(g.login, g.user, method, g.client)
     except DomainError as exc:
-        return _verify_page(backup_email.METHOD, error=exc.message, status=exc.status)
-    return redirect_to(url_for("auth.verify_form", method=backup_email.METHOD))
+        return _verify_page(method, error=exc.message, status=exc.status)
+    return redirect_to(url_for("auth.verify_form", method=method))
 
 
 def _signing_in_to() -> dict:
@@ -124,24 +124,24 @@ def continue_after_login():
 
 
 def _verify_page(method: str | None = None, error: str | None = None, status: int = 200, mode: str | None = None):
-    bound = factors.bound_methods(g.user)
-    if not bound:  # the factor was removed meanwhile (e.g. unbound from another browser)
+    usable = {m.key: m for m in factors.choices(g.user)}
+    if not usable:  # the factor was removed meanwhile (e.g. unbound from another browser)
         error = "该账号已没有可用的验证方式,请返回登录页重新登录"
         return render_template("auth/verify.html", method=None, choices=[], error=error, trust_days=0), status
-    method = method if method in bound else request.args.get("method", "")
-    method = method if method in bound else scans.preferred(bound)
+    method = method if method in usable else request.args.get("method", "")
+    method = method if method in usable else scans.preferred(list(usable))
     # Only a page visit asks the phone; a refused code shows the code form again.
     mode = mode if mode is not None else (request.args.get("mode", "") if request.method == "GET" else "code")
     challenge = scans.challenge(g.login, g.user, method, mode, g.client)
     return render_template(
         "auth/verify.html",
-        method=METHODS[method],
-        choices=[METHODS[m] for m in bound],
+        method=usable[method],
+        choices=list(usable.values()),
         challenge=challenge,
         error=error or challenge.error or login.lock_notice(g.user, g.client) or _notice(),
         trust_days=int(trust.lifetime().days) if trust.allowed(g.user) else 0,
         poll=url_for("auth.verify_scan_poll", ticket_id=challenge.new.ticket.id) if challenge.new else None,
-        **(backup_email.mailbox(g.login, g.user) if method == backup_email.METHOD else {}),
+        extra=usable[method].challenge_context(g.login, g.user),
     ), status
 
 

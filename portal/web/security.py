@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from flask import Blueprint, g, request, url_for
 
-from portal.services import backup_email, factors, login, otp, scans, sessions
-from portal.services.backup_email import EmailEnrollment
+from portal.services import factors, scans, sessions
 from portal.services.errors import DomainError, NotFound
-from portal.services.factors import TotpEnrollment
-from portal.services.policy import METHODS
+from portal.services.factors import METHODS, recovery
 from portal.services.step_up import StepUpRequired
 from portal.web import guard, step_up, verify_dialog
 from portal.web.render import page_or_fragment, retarget
@@ -31,52 +29,41 @@ def twofa():
 @bp.get("/<method>/bind")
 @guard.binding_ok
 def bind_form(method: str):
+    return _bind_step(method, lambda: factors.begin_bind(g.login, g.user, method, g.client), reopen=False)
+
+
+@bp.post("/<method>/send")
+@guard.binding_ok
+def bind_send(method: str):
+    """发送验证码 to the address typed in the bind dialog (备用邮箱, 短信)."""
+    return _bind_step(method, lambda: factors.send_bind_code(g.login, g.user, method, request.form, g.client))
+
+
+@bp.post("/<method>/bind")
+@guard.binding_ok
+def bind_submit(method: str):
+    return _bind_step(method, lambda: factors.bind(g.login, g.user, method, request.form, g.client))
+
+
+def _bind_step(method: str, step, reopen: bool = True):
+    """Run one step of a bind dialog: the dialog's next state, 绑定成功, or the error (``reopen``: in the
+    dialog again, as the submitted form left it)."""
+    factors.method(method)  # an unknown one: 404
     try:
-        if method == "totp":
-            return _bind_dialog(factors.begin_totp(g.login, g.user))
-        if method == backup_email.METHOD:
-            return _bind_dialog(backup_email.begin(g.login, g.user))
-        if method in scans.SCAN_METHODS:
-            return _bind_dialog(scans.start_bind(g.login, g.user, method, g.client))
+        outcome = step()
     except StepUpRequired as exc:  # another factor next to a bound one: prove a bound one first
         return step_up.ask(exc.action)
     except DomainError as exc:
-        return _render("dialog", dialog="message", error=exc.message)
-    raise NotFound("页面不存在")
-
-
-@bp.post("/totp/bind")
-@guard.binding_ok
-def bind_totp_submit():
-    enrollment_id = _row_id(request.form.get("enrollment", ""))
-    try:
-        factors.confirm_totp(g.login, g.user, enrollment_id, request.form.get("code"), g.client)
-        new_token = login.finish_forced_binding(g.login, g.client)
-    except DomainError as exc:
-        return _bind_dialog(factors.pending_totp(g.login, enrollment_id), error=exc.message)
-    return _bound(new_token)
-
-
-@bp.post("/email/send")
-@guard.binding_ok
-def bind_email_send():
-    """备用邮箱 绑定: mail a code to the address typed in the dialog."""
-    address = request.form.get("address", "")
-    try:
-        return _bind_dialog(backup_email.send_bind_code(g.login, g.user, address, g.client), address=address)
-    except DomainError as exc:
-        return _email_dialog_again(exc, address)
-
-
-@bp.post("/email/bind")
-@guard.binding_ok
-def bind_email_submit():
-    try:
-        backup_email.confirm(g.login, g.user, request.form.get("code"), g.client)
-        new_token = login.finish_forced_binding(g.login, g.client)
-    except DomainError as exc:
-        return _email_dialog_again(exc)
-    return _bound(new_token)
+        if not reopen:
+            return _render("dialog", dialog="message", error=exc.message)
+        try:
+            again = factors.begin_bind(g.login, g.user, method, g.client, form=request.form)
+        except DomainError as refused:
+            return _render("dialog", dialog="message", error=refused.message)
+        return _bind_dialog(again, error=exc.message)
+    if isinstance(outcome, factors.Bound):
+        return _bound(outcome.token)
+    return _bind_dialog(outcome)
 
 
 @bp.get("/scan/<int(max=2147483647):ticket_id>")
@@ -114,15 +101,16 @@ def verify_push(method: str, action: str):
     return _verify_dialog(method, action, "app", mode="push", resend=True)
 
 
-@bp.post("/<method>/<action>/email-code")
-def verify_email_send(method: str, action: str):
-    """解绑 / 修改 verified by 备用邮箱: mail a code to the bound address."""
+@bp.post("/<method>/<action>/send-code")
+def verify_send_code(method: str, action: str):
+    """解绑 / 修改 verified by a code sent to the bound address (备用邮箱, 短信)."""
     _check_target(method, action)
+    via = request.form.get("via", "")
     try:
-        backup_email.send_verify_code(g.login, g.user, g.client)
+        factors.send_code(g.login, g.user, via, g.client)
     except DomainError as exc:
-        return _verify_dialog(method, action, backup_email.METHOD, error=exc.message, mode="code")
-    return _verify_dialog(method, action, backup_email.METHOD, mode="code")
+        return _verify_dialog(method, action, via, error=exc.message, mode="code")
+    return _verify_dialog(method, action, via, mode="code")
 
 
 @bp.post("/<method>/<action>")
@@ -138,11 +126,6 @@ def verify_submit(method: str, action: str):
     except DomainError as exc:
         return _verify_dialog(method, action, via, error=exc.message, mode="code")
     return _bind_dialog(next_step)
-
-
-def _row_id(raw: str) -> int:
-    """A database id from a form field: ASCII digits within 32 bits, else 0 (matches nothing)."""
-    return int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 9 else 0
 
 
 def _check_target(method: str, action: str) -> None:
@@ -165,27 +148,13 @@ def _final_message(progress: scans.Progress) -> str:
     return "该二维码已处理"
 
 
-def _email_dialog_again(exc: DomainError, address: str = ""):
-    """The 备用邮箱 bind dialog with the error, or just the error if binding is not possible now."""
-    try:
-        enrollment = backup_email.begin(g.login, g.user)
-    except DomainError as refused:
-        return _render("dialog", dialog="message", error=refused.message)
-    return _bind_dialog(enrollment, error=exc.message, address=address)
-
-
-def _bind_dialog(pending, error: str | None = None, address: str = ""):
-    """The dialog that binds a new factor: a TOTP secret, a mailed code, or a QR for the phone."""
+def _bind_dialog(pending: factors.Pending | None, error: str | None = None):
+    """The dialog that binds a new factor: the method's own partial (a secret, a sent code, a QR, a key)."""
     if pending is None:
         return _render("dialog", dialog="message", error=error or "绑定已过期,请重新开始")
-    if isinstance(pending, EmailEnrollment):
-        return _render("dialog", dialog="bind_email", enrollment=pending, address=address, error=error)
-    if isinstance(pending, TotpEnrollment):
-        return _render(
-            "dialog", dialog="bind_totp", enrollment=pending, grouped=otp.grouped(pending.secret), error=error
-        )
-    poll = url_for("security.scan_poll", ticket_id=pending.ticket.id)
-    return _render("dialog", dialog="bind_scan", new=pending, poll=poll, rebind=pending.ticket.replaces)
+    ticket = getattr(pending.state, "ticket", None)
+    poll = url_for("security.scan_poll", ticket_id=ticket.id) if ticket is not None else None
+    return _render("dialog", dialog="bind", pending=pending, poll=poll, error=error)
 
 
 def _verify_dialog(method: str, action: str, via: str, error: str | None = None, mode: str = "", resend=False):
@@ -209,7 +178,12 @@ def _verify_dialog(method: str, action: str, via: str, error: str | None = None,
 
 
 def _render(block: str, trigger: str | None = None, **context):
-    rows = factors.overview(g.user)
     return page_or_fragment(
-        TEMPLATE, block, trigger=trigger, rows=rows, forced_banner=g.login.stage == sessions.BINDING, **context
+        TEMPLATE,
+        block,
+        trigger=trigger,
+        rows=factors.overview(g.user),
+        recovery_left=recovery.remaining(g.user),
+        forced_banner=g.login.stage == sessions.BINDING,
+        **context,
     )

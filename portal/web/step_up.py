@@ -8,10 +8,10 @@ import json
 
 from flask import Blueprint, g, make_response, redirect, request, url_for
 
-from portal.services import backup_email, factors, step_up
+from portal.services import factors, step_up
 from portal.services.errors import DomainError
 from portal.web import verify_dialog
-from portal.web.render import page_or_fragment
+from portal.web.render import page_or_fragment, redirect_to
 
 bp = Blueprint("step_up", __name__, url_prefix="/settings/security/verify")
 TEMPLATE = "security/step_up.html"
@@ -23,6 +23,8 @@ def _next(action: str) -> tuple[str, str]:
         return url_for("app_passwords.new"), url_for("app_passwords.index")
     if action == "trusted-devices":
         return url_for("devices.clear_form"), url_for("devices.index")
+    if action == "recovery-codes":
+        return url_for("recovery_codes.index"), url_for("recovery_codes.index")
     return url_for("security.bind_form", method=action.removeprefix("bind-")), url_for("security.twofa")
 
 
@@ -37,14 +39,16 @@ def verify_push(action: str):
     return ask(action, "app", "push", resend=True)
 
 
-@bp.post("/<action>/email-code")
-def verify_email_send(action: str):
+@bp.post("/<action>/send-code")
+def verify_send_code(action: str):
+    """安全验证 by a code sent to the bound address (备用邮箱, 短信)."""
     step_up.check_action(action)
+    via = request.form.get("via", "")
     try:
-        backup_email.send_verify_code(g.login, g.user, g.client)
+        factors.send_code(g.login, g.user, via, g.client)
     except DomainError as exc:
-        return ask(action, backup_email.METHOD, "code", error=exc.message)
-    return ask(action, backup_email.METHOD, "code")
+        return ask(action, via, "code", error=exc.message)
+    return ask(action, via, "code")
 
 
 @bp.post("/<action>")
@@ -64,8 +68,8 @@ def ask(action: str, via: str = "", mode: str = "", resend: bool = False, error:
     _, cancel = _next(action)
     dialog = verify_dialog.build(
         verify_dialog.Links("step_up", {"action": action}),
-        before=f"{step_up.ACTIONS[action]}前",
-        intro=f"为保护您的帐号,{step_up.ACTIONS[action]}前需要再验证一次身份。",
+        before=f"{step_up.describe(action)}前",
+        intro=f"为保护您的帐号,{step_up.describe(action)}前需要再验证一次身份。",
         purpose="verify",
         target=action,
         cancel_url=cancel,
@@ -79,9 +83,11 @@ def ask(action: str, via: str = "", mode: str = "", resend: bool = False, error:
 
 def proceed(action: str):
     """Verified: on to the dialog the action opens (htmx swaps it into #dialog-slot), or its page."""
-    target, _ = _next(action)
+    target, cancel = _next(action)
     if request.headers.get("HX-Request") != "true":
         return redirect(target)
+    if target == cancel:  # the action continues on a page of its own, not in a dialog
+        return redirect_to(target)
     response = make_response("", 200)
     response.headers["HX-Location"] = json.dumps({"path": target, "target": "#dialog-slot", "swap": "innerHTML"})
     return response

@@ -1,6 +1,6 @@
 """The fresh-verification dialog shared by 解绑, 修改 and step-up (安全验证): one view-model, one partial.
 
-Each caller names its blueprint, whose ``verify_form`` / ``verify_submit`` / ``verify_email_send`` /
+Each caller names its blueprint, whose ``verify_form`` / ``verify_submit`` / ``verify_send_code`` /
 ``verify_push`` routes take the same URL arguments; the partial is ``security/_verify.html``.
 """
 
@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 
 from flask import g, url_for
 
-from portal.services import backup_email, factors, scans
-from portal.services.policy import METHODS, Method
+from portal.services import factors, scans
+from portal.services.factors import FactorMethod
 
 
 @dataclass
@@ -27,8 +27,8 @@ class Links:
     def submit(self) -> str:
         return url_for(f"{self.blueprint}.verify_submit", **self.args)
 
-    def email(self) -> str:
-        return url_for(f"{self.blueprint}.verify_email_send", **self.args)
+    def send_code(self) -> str:
+        return url_for(f"{self.blueprint}.verify_send_code", **self.args)
 
     def push(self) -> str:
         return url_for(f"{self.blueprint}.verify_push", **self.args)
@@ -38,13 +38,13 @@ class Links:
 class VerifyDialog:
     title: str  # e.g. "微信验证", "安全验证"
     before: str  # what the verification is for: "解绑微信前"
-    via: Method
-    others: list[Method]
+    via: FactorMethod
+    others: list[FactorMethod]
     challenge: scans.Challenge
     links: Links
     cancel_url: str
     poll: str | None = None
-    mailbox: dict = field(default_factory=dict)  # email_to / email_sent when verifying by 备用邮箱
+    extra: dict = field(default_factory=dict)  # the method's own values (where a code was sent, …)
     intro: str = ""  # why it is asked, when that is not obvious (step-up)
 
 
@@ -61,18 +61,18 @@ def build(
     intro: str = "",
 ) -> VerifyDialog:
     """The dialog for verifying with ``via`` (default: the preferred bound method) in ``mode``."""
-    bound = factors.bound_methods(g.user)
-    via = via if via in bound else scans.preferred(bound)
+    usable = {m.key: m for m in factors.choices(g.user)}
+    via = via if via in usable else scans.preferred(list(usable))
     challenge = scans.challenge(g.login, g.user, via, mode, g.client, purpose, target, resend)
     return VerifyDialog(
-        title=title or f"{METHODS[via].label}验证",
+        title=title or f"{usable[via].label}验证",
         before=before,
-        via=METHODS[via],
-        others=[METHODS[m] for m in bound if m != via],
+        via=usable[via],
+        others=[m for key, m in usable.items() if key != via],
         challenge=challenge,
         links=links,
         cancel_url=cancel_url,
         poll=url_for("security.scan_poll", ticket_id=challenge.new.ticket.id) if challenge.new else None,
-        mailbox=backup_email.mailbox(g.login, g.user) if via == backup_email.METHOD else {},
+        extra=usable[via].challenge_context(g.login, g.user),
         intro=intro,
     )

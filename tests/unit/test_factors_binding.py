@@ -11,6 +11,7 @@ from portal import crypto
 from portal.models import AuditEvent, Enrollment, Factor, Grant, utcnow
 from portal.services import factors, policy, sessions, throttle, trust
 from portal.services.errors import Conflict, Expired, InvalidCode, NotAllowed, NotFound, Throttled
+from portal.services.factors import totp as totp_method
 from tests.unit.conftest import run_threads, wrong_code
 
 
@@ -36,12 +37,12 @@ def _other_session(user, client):
 
 def test_begin_totp_needs_the_method_to_be_offered(user, full_session):
     with pytest.raises(NotAllowed):
-        factors.begin_totp(full_session, user)
+        totp_method.begin(full_session, user, factors.binding_purpose(full_session, user, "totp"))
     assert Enrollment.select().count() == 0
 
 
 def test_begin_totp_makes_a_pending_enrollment(user, full_session, totp_offered, app):
-    enrollment = factors.begin_totp(full_session, user)
+    enrollment = totp_method.begin(full_session, user, factors.binding_purpose(full_session, user, "totp"))
     assert enrollment.purpose == "bind"
     parsed = pyotp.parse_uri(enrollment.uri)
     assert parsed.secret == enrollment.secret
@@ -54,64 +55,64 @@ def test_begin_totp_makes_a_pending_enrollment(user, full_session, totp_offered,
 
 
 def test_begin_totp_again_replaces_the_pending_enrollment(user, full_session, totp_offered):
-    first = factors.begin_totp(full_session, user)
-    second = factors.begin_totp(full_session, user)
+    first = totp_method.begin(full_session, user, factors.binding_purpose(full_session, user, "totp"))
+    second = totp_method.begin(full_session, user, factors.binding_purpose(full_session, user, "totp"))
     assert first.secret != second.secret
     assert [e.id for e in Enrollment.select()] == [second.id]
 
 
 def test_begin_totp_when_already_bound_is_a_conflict(user, totp_secret, full_session, totp_offered):
     with pytest.raises(Conflict):
-        factors.begin_totp(full_session, user)
+        totp_method.begin(full_session, user, factors.binding_purpose(full_session, user, "totp"))
 
 
 def test_wrong_code_keeps_the_enrollment(user, full_session, totp_offered, clock, client):
-    enrollment = factors.begin_totp(full_session, user)
+    enrollment = totp_method.begin(full_session, user, factors.binding_purpose(full_session, user, "totp"))
     with pytest.raises(InvalidCode):
-        factors.confirm_totp(full_session, user, enrollment.id, wrong_code(enrollment.secret, clock), client)
+        totp_method.confirm(full_session, user, enrollment.id, wrong_code(enrollment.secret, clock), client)
     with pytest.raises(InvalidCode):
-        factors.confirm_totp(full_session, user, enrollment.id, "12 34", client)
+        totp_method.confirm(full_session, user, enrollment.id, "12 34", client)
     assert _factor(user) is None
-    again = factors.pending_totp(full_session, enrollment.id)
+    again = totp_method.pending(full_session, enrollment.id)
     assert (again.id, again.secret, again.purpose) == (enrollment.id, enrollment.secret, "bind")
     assert throttle.failures("otp", user.account) == 2
     assert _events("factor_bind")[0].outcome == "fail"
-    factors.confirm_totp(full_session, user, enrollment.id, clock.code(enrollment.secret), client)
+    totp_method.confirm(full_session, user, enrollment.id, clock.code(enrollment.secret), client)
     assert _factor(user) is not None
 
 
 @pytest.mark.parametrize("raw", ["", None, "12345", "１２３４５６", "12\t3456"])
 def test_malformed_confirmation_code_counts_and_is_audited(user, full_session, totp_offered, clock, client, raw):
-    enrollment = factors.begin_totp(full_session, user)
+    enrollment = totp_method.begin(full_session, user, factors.binding_purpose(full_session, user, "totp"))
     with pytest.raises(InvalidCode):
-        factors.confirm_totp(full_session, user, enrollment.id, raw, client)
+        totp_method.confirm(full_session, user, enrollment.id, raw, client)
     assert throttle.failures("otp", user.account) == 1
     event = _events("factor_bind")[0]
     assert (event.outcome, event.ip, event.detail) == ("fail", client.ip, "invalid_code")
-    assert factors.pending_totp(full_session, enrollment.id) is not None
+    assert totp_method.pending(full_session, enrollment.id) is not None
 
 
 def test_locked_account_cannot_confirm_a_binding(user, full_session, totp_offered, clock, client, app):
-    enrollment = factors.begin_totp(full_session, user)
+    enrollment = totp_method.begin(full_session, user, factors.binding_purpose(full_session, user, "totp"))
     for _ in range(int(app.config["THROTTLE_ACCOUNT_FAILURES"])):
         with pytest.raises(InvalidCode):
-            factors.confirm_totp(full_session, user, enrollment.id, wrong_code(enrollment.secret, clock), client)
+            totp_method.confirm(full_session, user, enrollment.id, wrong_code(enrollment.secret, clock), client)
     with pytest.raises(Throttled):
-        factors.confirm_totp(full_session, user, enrollment.id, clock.code(enrollment.secret), client)
+        totp_method.confirm(full_session, user, enrollment.id, clock.code(enrollment.secret), client)
     assert _factor(user) is None
 
 
 def test_correct_code_binds_and_cannot_be_replayed_at_login(user, full_session, totp_offered, clock, client):
-    enrollment = factors.begin_totp(full_session, user)
+    enrollment = totp_method.begin(full_session, user, factors.binding_purpose(full_session, user, "totp"))
     code = clock.code(enrollment.secret)
-    factor = factors.confirm_totp(full_session, user, enrollment.id, code, client)
+    factor = totp_method.confirm(full_session, user, enrollment.id, code, client)
     stored = _factor(user)
     assert stored.id == factor.id
     assert enrollment.secret not in stored.secret  # encrypted at rest
     assert crypto.decrypt(stored.secret) == enrollment.secret
     assert stored.last_used_step == clock.step
     assert Enrollment.select().count() == 0
-    assert factors.pending_totp(full_session, enrollment.id) is None
+    assert totp_method.pending(full_session, enrollment.id) is None
     with pytest.raises(InvalidCode) as info:
         factors.verify(user, "totp", code, client, "login")
     assert info.value.code == "code_reused"
@@ -122,52 +123,52 @@ def test_correct_code_binds_and_cannot_be_replayed_at_login(user, full_session, 
 
 
 def test_confirming_twice_is_refused(user, full_session, totp_offered, clock, client):
-    enrollment = factors.begin_totp(full_session, user)
-    factors.confirm_totp(full_session, user, enrollment.id, clock.code(enrollment.secret), client)
+    enrollment = totp_method.begin(full_session, user, factors.binding_purpose(full_session, user, "totp"))
+    totp_method.confirm(full_session, user, enrollment.id, clock.code(enrollment.secret), client)
     clock.advance(1)
     with pytest.raises(Expired):
-        factors.confirm_totp(full_session, user, enrollment.id, clock.code(enrollment.secret), client)
+        totp_method.confirm(full_session, user, enrollment.id, clock.code(enrollment.secret), client)
     assert Factor.select().count() == 1
 
 
 def test_expired_enrollment_is_refused(user, full_session, totp_offered, clock, client):
-    enrollment = factors.begin_totp(full_session, user)
+    enrollment = totp_method.begin(full_session, user, factors.binding_purpose(full_session, user, "totp"))
     Enrollment.update(expires_at=utcnow() - timedelta(seconds=1)).execute()
     with pytest.raises(Expired):
-        factors.confirm_totp(full_session, user, enrollment.id, clock.code(enrollment.secret), client)
-    assert factors.pending_totp(full_session, enrollment.id) is None
+        totp_method.confirm(full_session, user, enrollment.id, clock.code(enrollment.secret), client)
+    assert totp_method.pending(full_session, enrollment.id) is None
     assert _factor(user) is None
 
 
 def test_enrollment_of_another_session_is_refused(user, full_session, totp_offered, clock, client):
-    enrollment = factors.begin_totp(full_session, user)
+    enrollment = totp_method.begin(full_session, user, factors.binding_purpose(full_session, user, "totp"))
     other = _other_session(user, client)
     with pytest.raises(Expired):
-        factors.confirm_totp(other, user, enrollment.id, clock.code(enrollment.secret), client)
-    assert factors.pending_totp(other, enrollment.id) is None
+        totp_method.confirm(other, user, enrollment.id, clock.code(enrollment.secret), client)
+    assert totp_method.pending(other, enrollment.id) is None
     assert _factor(user) is None
     assert Enrollment.select().count() == 1
 
 
 def test_enrollment_bound_in_two_sessions_binds_once(user, full_session, totp_offered, clock, client):
-    first = factors.begin_totp(full_session, user)
+    first = totp_method.begin(full_session, user, factors.binding_purpose(full_session, user, "totp"))
     other = _other_session(user, client)
-    second = factors.begin_totp(other, user)
-    factors.confirm_totp(full_session, user, first.id, clock.code(first.secret), client)
+    second = totp_method.begin(other, user, factors.binding_purpose(other, user, "totp"))
+    totp_method.confirm(full_session, user, first.id, clock.code(first.secret), client)
     with pytest.raises(Conflict):
-        factors.confirm_totp(other, user, second.id, clock.code(second.secret), client)
+        totp_method.confirm(other, user, second.id, clock.code(second.secret), client)
     assert crypto.decrypt(_factor(user).secret) == first.secret
 
 
 def test_concurrent_confirmation_binds_exactly_once(app, user, full_session, totp_offered, clock, client):
-    enrollment = factors.begin_totp(full_session, user)
+    enrollment = totp_method.begin(full_session, user, factors.binding_purpose(full_session, user, "totp"))
     code = clock.code(enrollment.secret)
     session_id, user_id = full_session.id, user.id
 
     def confirm(_):
         from portal.models import LoginSession, User
 
-        return factors.confirm_totp(
+        return totp_method.confirm(
             LoginSession.get_by_id(session_id), User.get_by_id(user_id), enrollment.id, code, client
         ).id
 
@@ -186,7 +187,7 @@ def test_change_keeps_the_old_secret_until_the_new_one_is_confirmed(
 ):
     device = trust.issue(user, client, "totp")
     factors.authorize_change(full_session, user, "totp", "totp", clock.code(totp_secret), client)
-    enrollment = factors.begin_totp(full_session, user)
+    enrollment = totp_method.begin(full_session, user, factors.binding_purpose(full_session, user, "totp"))
     assert enrollment.purpose == "rebind"
     assert enrollment.secret != totp_secret
     # Abandoned so far: the old factor still works, the trusted device too.
@@ -195,7 +196,7 @@ def test_change_keeps_the_old_secret_until_the_new_one_is_confirmed(
     assert trust.is_trusted(device, user)
     # The new secret confirms the change; the old one stops working.
     clock.advance(1)
-    factors.confirm_totp(full_session, user, enrollment.id, clock.code(enrollment.secret), client)
+    totp_method.confirm(full_session, user, enrollment.id, clock.code(enrollment.secret), client)
     assert crypto.decrypt(_factor(user).secret) == enrollment.secret
     assert Factor.select().where(Factor.user == user).count() == 1
     clock.advance(1)
@@ -210,10 +211,10 @@ def test_change_keeps_the_old_secret_until_the_new_one_is_confirmed(
 
 def test_abandoned_change_leaves_the_old_factor(user, totp_secret, full_session, totp_offered, clock, client):
     factors.authorize_change(full_session, user, "totp", "totp", clock.code(totp_secret), client)
-    enrollment = factors.begin_totp(full_session, user)
+    enrollment = totp_method.begin(full_session, user, factors.binding_purpose(full_session, user, "totp"))
     Enrollment.update(expires_at=utcnow() - timedelta(seconds=1)).execute()
     with pytest.raises(Expired):
-        factors.confirm_totp(full_session, user, enrollment.id, clock.code(enrollment.secret), client)
+        totp_method.confirm(full_session, user, enrollment.id, clock.code(enrollment.secret), client)
     clock.advance(1)
     factors.verify(user, "totp", clock.code(totp_secret), client, "login")
     assert crypto.decrypt(_factor(user).secret) == totp_secret
@@ -224,7 +225,9 @@ def test_change_needs_a_valid_code(user, totp_secret, full_session, totp_offered
         factors.authorize_change(full_session, user, "totp", "totp", wrong_code(totp_secret, clock), client)
     assert Grant.select().count() == 0
     with pytest.raises(Conflict):
-        factors.begin_totp(full_session, user)  # no grant: plain 绑定 of a bound method
+        totp_method.begin(
+            full_session, user, factors.binding_purpose(full_session, user, "totp")
+        )  # no grant: plain 绑定 of a bound method
 
 
 def test_change_of_an_unbound_method_is_not_found(user, full_session, totp_offered, clock, client):
@@ -234,28 +237,28 @@ def test_change_of_an_unbound_method_is_not_found(user, full_session, totp_offer
 
 def test_change_grant_is_single_use(user, totp_secret, full_session, totp_offered, clock, client):
     factors.authorize_change(full_session, user, "totp", "totp", clock.code(totp_secret), client)
-    enrollment = factors.begin_totp(full_session, user)
-    factors.confirm_totp(full_session, user, enrollment.id, clock.code(enrollment.secret), client)
+    enrollment = totp_method.begin(full_session, user, factors.binding_purpose(full_session, user, "totp"))
+    totp_method.confirm(full_session, user, enrollment.id, clock.code(enrollment.secret), client)
     assert Grant.get().used_at is not None
     with pytest.raises(Conflict):
-        factors.begin_totp(full_session, user)
+        totp_method.begin(full_session, user, factors.binding_purpose(full_session, user, "totp"))
 
 
 def test_change_grant_belongs_to_its_session(user, totp_secret, full_session, totp_offered, clock, client):
     factors.authorize_change(full_session, user, "totp", "totp", clock.code(totp_secret), client)
     other = _other_session(user, client)
     with pytest.raises(Conflict):
-        factors.begin_totp(other, user)
+        totp_method.begin(other, user, factors.binding_purpose(other, user, "totp"))
 
 
 def test_change_grant_expires(user, totp_secret, full_session, totp_offered, clock, client):
     factors.authorize_change(full_session, user, "totp", "totp", clock.code(totp_secret), client)
-    enrollment = factors.begin_totp(full_session, user)
+    enrollment = totp_method.begin(full_session, user, factors.binding_purpose(full_session, user, "totp"))
     Grant.update(expires_at=utcnow() - timedelta(seconds=1)).execute()
     with pytest.raises(Expired):
-        factors.confirm_totp(full_session, user, enrollment.id, clock.code(enrollment.secret), client)
+        totp_method.confirm(full_session, user, enrollment.id, clock.code(enrollment.secret), client)
     assert crypto.decrypt(_factor(user).secret) == totp_secret
-    assert factors.pending_totp(full_session, enrollment.id) is not None, "nothing half-written"
+    assert totp_method.pending(full_session, enrollment.id) is not None, "nothing half-written"
 
 
 # --- 解绑 ------------------------------------------------------------------------------------
@@ -303,7 +306,7 @@ def test_forced_user_cannot_unbind_the_only_factor(user, totp_secret, full_sessi
 
 
 def test_unbind_via_a_method_that_is_not_bound_is_refused(user, totp_secret, full_session, clock, client):
-    method = next(m for m in policy.METHODS if m != "totp")
+    method = next(m for m in factors.METHODS if m != "totp")
     with pytest.raises(InvalidCode):
         factors.unbind(full_session, user, "totp", method, clock.code(totp_secret), client)
     assert _factor(user) is not None

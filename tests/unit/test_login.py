@@ -7,6 +7,7 @@ import pytest
 from portal.models import AuditEvent, LoginSession, User
 from portal.services import accounts, factors, login, policy, sessions, throttle, trust
 from portal.services.errors import Conflict, InvalidCode, InvalidCredentials, NotAllowed
+from portal.services.factors import totp as totp_method
 from tests.conftest import PASSWORD
 from tests.unit.conftest import wrong_code
 
@@ -153,8 +154,8 @@ def test_finish_forced_binding(user, clock, client):
     assert session.stage == sessions.BINDING
     with pytest.raises(NotAllowed):
         login.finish_forced_binding(session, client)
-    enrollment = factors.begin_totp(session, user)
-    factors.confirm_totp(session, user, enrollment.id, clock.code(enrollment.secret), client)
+    enrollment = totp_method.begin(session, user, factors.binding_purpose(session, user, "totp"))
+    totp_method.confirm(session, user, enrollment.id, clock.code(enrollment.secret), client)
     token = login.finish_forced_binding(session, client)
     assert token and token != step.token
     assert sessions.resolve(step.token) is None

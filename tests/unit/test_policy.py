@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from portal.models import Setting, User
-from portal.services import policy
+from portal.services import factors, policy
 from portal.services.errors import InvalidInput
 
 
@@ -57,19 +57,19 @@ SELF_SERVICE = {"app", "wechat"}  # the manual's recommended methods, always off
 
 def test_offered_only_built_methods(user):
     # 第三方 OTP needs the admin; 备用邮箱 and 短信 are not built in this release.
-    assert policy.offered(user) == SELF_SERVICE
+    assert factors.offered(user) == SELF_SERVICE
     policy.set_value("enabled_methods", "app,wechat,totp,email,sms")
-    assert policy.offered(user) == SELF_SERVICE | {"totp"}
+    assert factors.offered(user) == SELF_SERVICE | {"totp"}
 
 
 def test_offered_per_user(user):
     User.update(extra_methods="totp").where(User.id == user.id).execute()
-    assert policy.offered(User.get_by_id(user.id)) == SELF_SERVICE | {"totp"}
+    assert factors.offered(User.get_by_id(user.id)) == SELF_SERVICE | {"totp"}
 
 
 def test_offered_to_admins(user):
     User.update(is_admin=True).where(User.id == user.id).execute()
-    assert policy.offered(User.get_by_id(user.id)) == SELF_SERVICE | {"totp"}
+    assert factors.offered(User.get_by_id(user.id)) == SELF_SERVICE | {"totp"}
 
 
 @pytest.mark.parametrize(

@@ -113,7 +113,7 @@ def test_log_in_with_a_mailed_code(new_browser, logged_in, outbox, email_user):
     assert f"发送到您的备用邮箱 {MASKED}" in page and "发送验证码" in page
     assert "验证码已发送至" not in page  # nothing is mailed before the person asks
 
-    sent, code = mailed(outbox, lambda: browser.post("/login/verify/email-code"))
+    sent, code = mailed(outbox, lambda: browser.post("/login/verify/send-code", {"method": "email"}))
     assert location(sent) == "/login/verify"
     assert f"验证码已发送至 {MASKED}" in text(browser.get(location(sent) + "?method=email"))
     assert location(browser.post("/login/verify", {"method": "email", "code": code})) == "/"
@@ -123,8 +123,8 @@ def test_sending_again_at_once_asks_to_wait(new_browser, logged_in, outbox, emai
     bind(logged_in, outbox)
     browser = new_browser()
     browser.login(email_user.account, PASSWORD)
-    browser.post("/login/verify/email-code")
-    again = browser.post("/login/verify/email-code")
+    browser.post("/login/verify/send-code", {"method": "email"})
+    again = browser.post("/login/verify/send-code", {"method": "email"})
     assert again.status_code == 429 and "秒后重新发送" in text(again)
 
 
@@ -136,7 +136,7 @@ def test_unbind_by_a_mailed_code(logged_in, outbox, email_user):
     dialog = text(logged_in.get(f"{PAGE}/email/unbind", htmx=True))
     assert "解绑备用邮箱前,输入发送到备用邮箱的验证码" in dialog
     assert f"验证码将发送到您的备用邮箱 {MASKED}" in dialog and "发送验证码" in dialog
-    sent, code = mailed(outbox, lambda: logged_in.post(f"{PAGE}/email/unbind/email-code", htmx=True))
+    sent, code = mailed(outbox, lambda: logged_in.post(f"{PAGE}/email/unbind/send-code", {"via": "email"}, htmx=True))
     assert f"验证码已发送至 {MASKED}" in text(sent)
     done = logged_in.post(f"{PAGE}/email/unbind", {"via": "email", "code": code}, htmx=True)
     assert "解绑成功" in text(done) and email_factor(email_user) is None
@@ -144,7 +144,7 @@ def test_unbind_by_a_mailed_code(logged_in, outbox, email_user):
 
 def test_change_the_address(logged_in, outbox, email_user):
     bind(logged_in, outbox)
-    _, code = mailed(outbox, lambda: logged_in.post(f"{PAGE}/email/change/email-code", htmx=True))
+    _, code = mailed(outbox, lambda: logged_in.post(f"{PAGE}/email/change/send-code", {"via": "email"}, htmx=True))
     dialog = logged_in.post(f"{PAGE}/email/change", {"via": "email", "code": code}, htmx=True)
     assert "修改备用邮箱:绑定新的邮箱" in text(dialog)
     done = bind(logged_in, outbox, "new.box@example.org")

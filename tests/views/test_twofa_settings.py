@@ -10,7 +10,7 @@ import html
 import pytest
 
 from portal.models import Enrollment
-from portal.services import policy
+from portal.services import factors, policy
 from tests.conftest import PASSWORD
 from tests.helpers import attr, text
 from tests.views.support import (
@@ -29,7 +29,7 @@ from tests.views.support import (
 )
 
 HINT = "若已绑定二次验证,第三方客户端必须使用[专用密码]登录"
-LABELS = ["邮箱安全 App", "第三方 OTP", "备用邮箱", "微信", "短信"]
+LABELS = ["邮箱安全 App", "第三方 OTP", "备用邮箱", "微信"]
 
 
 @pytest.fixture
@@ -49,16 +49,14 @@ def test_full_page_lists_every_method_with_its_state(logged_in):
     assert "二次验证设置" in body and HINT in body
     assert 'aria-current="page"' in body  # the 个人设置 navigation, since this is not forced binding
     table = rows(response)
-    assert list(table) == ["app", "totp", "email", "wechat", "sms"]
+    assert list(table) == list(factors.METHODS)
     for key, label in zip(table, LABELS, strict=True):
         assert label in table[key]
     assert "未绑定" in table["totp"] and "绑定</a>" in table["totp"]
-    assert "未开通" in table["sms"]
-    assert "绑定</a>" not in table["email"]  # not enabled for this user (and SMS not built): nothing to click
-    assert "绑定</a>" not in table["sms"]
-    for key in ("app", "wechat"):  # self-service: a 绑定 button once built, "即将开通" until then
-        built = policy.METHODS[key].built
-        assert ("绑定</a>" in table[key]) == built and ("即将开通" in table[key]) != built
+    assert "未开通" in table["email"] and "绑定</a>" not in table["email"]  # not enabled for this user
+    for key in ("app", "wechat"):  # self-service: a 绑定 button
+        assert "绑定</a>" in table[key]
+    assert "备用码" not in text(response)  # offered once a factor is bound
 
 
 def test_bound_method_offers_change_and_unbind(browser, user, totp_secret, clock):

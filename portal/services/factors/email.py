@@ -10,13 +10,51 @@ from dataclasses import dataclass
 
 from portal import crypto
 from portal.models import Factor, LoginSession, User
-from portal.services import accounts, audit, factors, mailed_codes, otp, throttle
+from portal.services import accounts, audit, mailed_codes, mailer, otp, throttle
 from portal.services.accounts import mask
 from portal.services.client import Client
 from portal.services.errors import InvalidCode, InvalidInput, NotFound
+from portal.services.factors import binding
+from portal.services.factors.base import FactorMethod, Form
 
 METHOD = "email"
 WRONG_CODE = "验证码错误或已过期,请重新获取"
+
+
+class Email(FactorMethod):
+    key = METHOD
+    label = "备用邮箱"
+    login_hint = "查收备用邮箱中的邮件,输入其中的 6 位验证码"
+    dialog_hint = "输入发送到备用邮箱的验证码"
+    sends_code = True
+    code_minutes = int(mailed_codes.CODE_TTL.total_seconds() // 60)
+
+    def unavailable(self) -> str | None:
+        return None if mailer.available() else "本站未配置发信服务器"
+
+    def begin_bind(self, session, user, purpose, client, form=None) -> EmailEnrollment:
+        code = mailed_codes.pending(session, "bind")
+        address = (form or {}).get("address", "")
+        return EmailEnrollment(purpose, mask(mailed_codes.address_of(code)) if code else "", address)
+
+    def send_bind_code(self, session, user, purpose, form: Form, client) -> EmailEnrollment:
+        """发送验证码 to the address being bound."""
+        address = validate(form.get("address", ""), user)
+        mailed_codes.send(session, user, "bind", address, client)
+        return EmailEnrollment(purpose, mask(address), address)
+
+    def bind(self, session, user, purpose, form: Form, client) -> Factor:
+        return confirm(session, user, purpose, form.get("code"), client)
+
+    def check(self, factor, raw, session) -> None:
+        if session is None or mailed_codes.consume(session, "verify", otp.parse_code(raw)) is None:
+            raise InvalidCode(WRONG_CODE)
+
+    def send_code(self, session, user, client) -> str:
+        return send_verify_code(session, user, client)
+
+    def challenge_context(self, session, user) -> dict:
+        return {"sent_to": sent_to(session, user), "address": bound_to(user)}
 
 
 @dataclass
@@ -25,26 +63,11 @@ class EmailEnrollment:
 
     purpose: str  # bind | rebind (the second half of 修改)
     sent_to: str  # where the live code went (masked); "" before sending
+    address: str = ""  # what the user typed, shown again after an error
 
 
-def begin(session: LoginSession, user: User) -> EmailEnrollment:
-    """Open (or reopen) the bind dialog: 绑定, or 修改 after a fresh verification."""
-    purpose = factors.binding_purpose(session, user, METHOD)
-    code = mailed_codes.pending(session, "bind")
-    return EmailEnrollment(purpose, mask(mailed_codes.address_of(code)) if code else "")
-
-
-def send_bind_code(session: LoginSession, user: User, address: str, client: Client) -> EmailEnrollment:
-    """发送验证码 to the address being bound."""
-    purpose = begin(session, user).purpose
-    address = validate(address, user)
-    mailed_codes.send(session, user, "bind", address, client)
-    return EmailEnrollment(purpose, mask(address))
-
-
-def confirm(session: LoginSession, user: User, raw_code: str | None, client: Client) -> Factor:
+def confirm(session: LoginSession, user: User, purpose: str, raw_code: str | None, client: Client) -> Factor:
     """The mailed code proves the address: store it as the factor (修改 replaces the old one only now)."""
-    purpose = begin(session, user).purpose
     with throttle.begin("otp", user.account, client.ip) as attempt:
         try:  # a malformed code is a failed attempt too, audited like a wrong one
             code = mailed_codes.consume(session, "bind", otp.parse_code(raw_code))
@@ -54,7 +77,7 @@ def confirm(session: LoginSession, user: User, raw_code: str | None, client: Cli
             audit.record("factor_bind", user=user, method=METHOD, outcome="fail", client=client, detail=exc.code)
             raise InvalidCode(exc.message + attempt.warning(), code=exc.code) from None
         address = mailed_codes.address_of(code)
-        factor = factors.commit_binding(
+        factor = binding.commit_binding(
             session,
             user,
             METHOD,
@@ -72,12 +95,6 @@ def send_verify_code(session: LoginSession, user: User, client: Client) -> str:
     address = _bound_address(user)
     mailed_codes.send(session, user, "verify", address, client)
     return mask(address)
-
-
-def mailbox(session: LoginSession, user: User) -> dict[str, str]:
-    """What the pages show: ``email_to``, the bound address, and ``email_sent``, where this session's
-    live code went ("" before sending); both masked."""
-    return {"email_to": bound_to(user), "email_sent": sent_to(session, user)}
 
 
 def sent_to(session: LoginSession, user: User) -> str:
@@ -100,7 +117,7 @@ def validate(address: str, user: User) -> str:
 
 
 def _bound_address(user: User) -> str:
-    factor = Factor.get_or_none((Factor.user == user) & (Factor.method == METHOD))
+    factor = Factor.of(user, METHOD)
     if factor is None:
         raise NotFound("备用邮箱未绑定")
     return crypto.decrypt(factor.secret)

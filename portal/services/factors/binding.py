@@ -1,4 +1,8 @@
-"""Second factors: overview, code verification, binding (绑定), unbinding (解绑), changing (修改)."""
+"""What all methods share: the overview, verification, binding (绑定), unbinding (解绑), changing (修改).
+
+Nothing here tests a method's key: what differs between methods is asked of its ``FactorMethod``
+(``factors.METHODS``).
+"""
 
 from __future__ import annotations
 
@@ -6,60 +10,92 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import peewee
-from flask import current_app
 
-from portal import crypto
 from portal.db import db, lock_rows
 from portal.models import Enrollment, Factor, Grant, LoginSession, Ticket, User, utcnow
-from portal.services import audit, mailed_codes, otp, policy, revocation, sessions, step_up, throttle, tickets
+from portal.services import audit, factors, policy, revocation, sessions, step_up, throttle, tickets
 from portal.services.client import Client
 from portal.services.errors import Conflict, Expired, InvalidCode, NotAllowed, NotFound, SecretUnreadable
+from portal.services.factors import recovery
+from portal.services.factors.base import ALREADY_BOUND, GRANT_EXPIRED, SESSION_NOT_FULL, FactorMethod
 
-ENROLLMENT_TTL = timedelta(minutes=10)
 GRANT_TTL = timedelta(minutes=10)
-CODE_METHODS = ("totp", "wechat", "app", "email")  # methods whose 6-digit codes this release verifies
+NOT_BOUND_MESSAGE = "该验证方式未绑定"
 
 
 @dataclass
 class MethodRow:
     """One row of 二次验证设置."""
 
-    method: policy.Method
+    method: FactorMethod
     factor: Factor | None
-    offered: bool
-
-
-@dataclass
-class TotpEnrollment:
-    id: int
-    secret: str
-    uri: str
-    purpose: str
+    offered: bool  # allowed by policy
+    unavailable: str | None  # why this deployment cannot offer it anyway
 
 
 def overview(user: User) -> list[MethodRow]:
     bound = {f.method: f for f in Factor.of_user(user.id)}
-    offered = policy.offered(user)
-    return [MethodRow(m, bound.get(key), key in offered) for key, m in policy.METHODS.items()]
+    allowed = _allowed(user)
+    return [MethodRow(m, bound.get(key), key in allowed, m.unavailable()) for key, m in factors.METHODS.items()]
+
+
+def offered(user: User) -> set[str]:
+    """Methods this user may bind now: allowed by policy and workable on this deployment."""
+    return {key for key in _allowed(user) if factors.METHODS[key].unavailable() is None}
+
+
+def _allowed(user: User) -> set[str]:
+    """Self-service methods and those enabled globally or for this user. Admins must bind (see
+    ``policy.must_bind``), so 第三方 OTP is always allowed them."""
+    allowed = {m.key for m in factors.METHODS.values() if m.self_service}
+    allowed |= set(policy.parse_methods(policy.get("enabled_methods")))
+    allowed |= set(policy.parse_methods(user.extra_methods))
+    if user.is_admin:
+        allowed.add("totp")
+    return allowed
 
 
 def bound_methods(user: User) -> list[str]:
     return [f.method for f in Factor.of_user(user.id)]
 
 
+def choices(user: User) -> list[FactorMethod]:
+    """What a verification of ``user`` may use: the bound methods, then 备用码 while some are left."""
+    bound = [factors.METHODS[key] for key in bound_methods(user) if key in factors.METHODS]
+    return bound + [recovery.RECOVERY] if bound and recovery.remaining(user) else bound
+
+
+def method(key: str) -> FactorMethod:
+    """The method of a key from a URL or form; NotFound for anything else."""
+    found = factors.METHODS.get(key)
+    if found is None:
+        raise NotFound("页面不存在")
+    return found
+
+
+def row_id(raw: str) -> int:
+    """A database id from a form field: ASCII digits within 32 bits, else 0 (matches nothing)."""
+    return int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 9 else 0
+
+
 def verify(
     user: User, method: str, raw_code: str | None, client: Client, purpose: str, session: LoginSession | None = None
-) -> Factor:
-    """Check a 6-digit code of one bound factor: throttled, strict, used at most once.
+) -> str:
+    """Check what proves one bound factor (a code, a security key's answer): throttled, strict, used at
+    most once; returns the method that proved it ("recovery" when a 备用码 was typed instead).
 
     A wrong code says how many tries are left once few remain. 备用邮箱 codes are mailed to one
     browser session: only that ``session`` may use them. A factor whose secret cannot be read fails
     closed (503, audited), without counting against the user.
     """
+    if method == recovery.KEY or (recovery.looks_like(raw_code) and recovery.remaining(user)):
+        method = recovery.KEY
     with throttle.begin("otp", user.account, client.ip) as attempt:
-        factor = Factor.of(user, method)
         try:
-            _check_code(factor, method, raw_code, session)
+            if method == recovery.KEY:
+                _check_recovery_code(user, raw_code, client)
+            else:
+                _check_code(Factor.of(user, method), method, raw_code, session)
         except InvalidCode as exc:
             audit.record(f"{purpose}_verify", user=user, method=method, outcome="fail", client=client, detail=exc.code)
             raise InvalidCode(exc.message + attempt.warning(), code=exc.code) from None
@@ -75,32 +111,20 @@ def verify(
             raise
         attempt.succeeded()
     audit.record(f"{purpose}_verify", user=user, method=method, client=client)
-    return factor
+    return method
+
+
+def _check_recovery_code(user: User, raw_code: str | None, client: Client) -> None:
+    if not recovery.consume(user, raw_code):
+        raise InvalidCode("备用码错误或已使用")
+    left = recovery.remaining(user)
+    audit.record("recovery_code_used", user=user, method=recovery.KEY, client=client, detail=f"{left} left")
 
 
 def _check_code(factor: Factor | None, method: str, raw_code: str | None, session: LoginSession | None) -> None:
-    code = otp.parse_code(raw_code)
-    if factor is None or method not in CODE_METHODS:
-        raise InvalidCode("该验证方式未绑定")
-    if method == "email":
-        if session is None or mailed_codes.consume(session, "verify", code) is None:
-            raise InvalidCode("验证码错误或已过期,请重新获取")
-        return
-    step = otp.matching_step(crypto.decrypt(factor.secret), code)
-    if step is None:
-        raise InvalidCode("验证码错误,请重新输入")
-    if not _claim_step(factor, step):
-        raise InvalidCode("该验证码已使用,请等待下一个验证码", code="code_reused")
-
-
-def _claim_step(factor: Factor, step: int) -> bool:
-    """Atomically record ``step`` as used; False if it (or a later one) was used already."""
-    return (
-        Factor.update(last_used_step=step, last_used_at=utcnow())
-        .where((Factor.id == factor.id) & (Factor.last_used_step.is_null() | (Factor.last_used_step < step)))
-        .execute()
-        == 1
-    )
+    if factor is None or method not in factors.METHODS:
+        raise InvalidCode(NOT_BOUND_MESSAGE)
+    factors.METHODS[method].check(factor, raw_code, session)
 
 
 def binding_purpose(session: LoginSession, user: User, method: str) -> str:
@@ -109,67 +133,67 @@ def binding_purpose(session: LoginSession, user: User, method: str) -> str:
     The method must be offered and not bound yet (修改 replaces instead); binding another factor
     next to a bound one needs a fresh verification (step-up).
     """
-    label = policy.METHODS[method].label
-    if method not in policy.offered(user):
+    label = factors.METHODS[method].label
+    if method not in offered(user):
         raise NotAllowed(f"{label}需由管理员开通")
     if has_grant(session, f"change:{method}"):
         return "rebind"
     bound = bound_methods(user)
     if method in bound:
-        raise Conflict(f"{label}已绑定;如需更换请使用“修改”", code="already_bound")
+        raise Conflict(f"{label}已绑定;如需更换请使用“修改”", code=ALREADY_BOUND)
     if bound:
         step_up.require(session, f"bind-{method}")
     return "bind"
 
 
-def begin_totp(session: LoginSession, user: User) -> TotpEnrollment:
-    """Start binding 第三方 OTP: a fresh secret, kept pending until a code confirms it."""
-    purpose = binding_purpose(session, user, "totp")
-    secret = otp.new_secret()
-    with db.atomic():
-        Enrollment.delete().where((Enrollment.session == session) & (Enrollment.method == "totp")).execute()
-        row = Enrollment.create(
-            user=user,
-            session=session,
-            method="totp",
-            purpose=purpose,
-            secret=crypto.encrypt(secret),
-            expires_at=utcnow() + ENROLLMENT_TTL,
-        )
-    return TotpEnrollment(row.id, secret, otp.provisioning_uri(secret, user.account, _issuer()), purpose)
+@dataclass
+class Pending:
+    """An open bind dialog: the method, 绑定 or the second half of 修改 (rebind), what it shows."""
+
+    method: FactorMethod
+    purpose: str
+    state: object  # the method's own: a TOTP secret, where a code went, a QR ticket, WebAuthn options
 
 
-def confirm_totp(session: LoginSession, user: User, enrollment_id: int, raw_code: str | None, client: Client) -> Factor:
-    """Finish binding: the code must match the pending secret; 修改 replaces the old factor only now."""
-    enrollment = Enrollment.get_or_none(
-        (Enrollment.id == enrollment_id) & (Enrollment.session == session) & (Enrollment.method == "totp")
-    )
-    if enrollment is None or enrollment.expires_at <= utcnow():
-        raise Expired("绑定已过期,请重新开始绑定")
-    with throttle.begin("otp", user.account, client.ip) as attempt:
-        try:  # a malformed code is a failed attempt too, audited like a wrong one
-            step = otp.matching_step(crypto.decrypt(enrollment.secret), otp.parse_code(raw_code))
-            if step is None:
-                raise InvalidCode("验证码错误,请确认 App 中显示的是本账号的验证码")
-        except InvalidCode as exc:
-            audit.record("factor_bind", user=user, method="totp", outcome="fail", client=client, detail=exc.code)
-            raise InvalidCode(exc.message + attempt.warning(), code=exc.code) from None
-        with db.atomic():
-            claimed = Enrollment.delete().where((Enrollment.id == enrollment.id) & (Enrollment.expires_at > utcnow()))
-            if claimed.execute() != 1:
-                raise Expired("绑定已完成或已过期")
-            factor = commit_binding(
-                session,
-                user,
-                "totp",
-                client,
-                replaces=enrollment.purpose == "rebind",
-                secret=enrollment.secret,
-                last_used_step=step,
-                last_used_at=utcnow(),
-            )
-        attempt.succeeded()
-    return factor
+@dataclass
+class Bound:
+    """A bind dialog's step that stored the factor; ``token``: the new session id after forced binding."""
+
+    factor: Factor
+    token: str | None
+
+
+def begin_bind(session: LoginSession, user: User, key: str, client: Client, form=None) -> Pending:
+    """Open a method's bind dialog (or again after a refused step, with the submitted ``form``)."""
+    found = method(key)
+    purpose = binding_purpose(session, user, key)
+    return Pending(found, purpose, found.begin_bind(session, user, purpose, client, form))
+
+
+def send_bind_code(session: LoginSession, user: User, key: str, form, client: Client) -> Pending:
+    """发送验证码 to the address being bound (备用邮箱, 短信)."""
+    found = method(key)
+    purpose = binding_purpose(session, user, key)
+    return Pending(found, purpose, found.send_bind_code(session, user, purpose, form, client))
+
+
+def bind(session: LoginSession, user: User, key: str, form, client: Client) -> Bound | Pending:
+    """One step of a bind dialog; once the factor is stored, a forced binding is finished too."""
+    from portal.services import login  # login verifies through this module
+
+    found = method(key)
+    purpose = binding_purpose(session, user, key)
+    result = found.bind(session, user, purpose, form, client)
+    if not isinstance(result, Factor):
+        return Pending(found, purpose, result)
+    return Bound(result, login.finish_forced_binding(session, client))
+
+
+def send_code(session: LoginSession, user: User, key: str, client: Client) -> str:
+    """A code for the second step or a verification, sent to the bound address; where it went (masked)."""
+    if key not in bound_methods(user):
+        raise NotFound(NOT_BOUND_MESSAGE)
+    return method(key).send_code(session, user, client)
 
 
 def commit_binding(
@@ -180,11 +204,11 @@ def commit_binding(
     A 修改 spends its grant, and the old factor goes with everything that rested on it (invariant 14);
     the session that bound the factor has just proved it (a fresh verification).
     """
-    label = policy.METHODS[method].label
+    label = factors.METHODS[method].label
     with db.atomic():
         if replaces:
             if not use_grant(session, f"change:{method}"):
-                raise Expired("修改的验证已过期,请在网页上重新操作", code="grant_expired")
+                raise Expired("修改的验证已过期,请在网页上重新操作", code=GRANT_EXPIRED)
             old = Factor.of(user, method)
             Factor.delete().where((Factor.user == user) & (Factor.method == method)).execute()
             # What rested on the old factor goes, unless the new one rests on the same (微信 bound again).
@@ -194,7 +218,7 @@ def commit_binding(
             with db.atomic():
                 factor = Factor.create(user=user, method=method, **fields)
         except peewee.IntegrityError as exc:
-            raise Conflict(f"{label}已绑定;如需更换请使用“修改”", code="already_bound") from exc
+            raise Conflict(f"{label}已绑定;如需更换请使用“修改”", code=ALREADY_BOUND) from exc
         sessions.mark_verified(session, method)
         event = "factor_changed" if replaces else "factor_bound"
         audit.record(event, user=user, method=method, client=client, detail=detail or fields.get("label", ""))
@@ -207,7 +231,7 @@ def commit_scanned_binding(ticket: Ticket, approver: str, client: Client | None,
     Only a browser past the password (full, or forced to bind) may bind (invariant 7).
     """
     if ticket.session.stage not in (sessions.FULL, sessions.BINDING):
-        raise NotAllowed("网页登录未完成", code="session_not_full")
+        raise NotAllowed("网页登录未完成", code=SESSION_NOT_FULL)
     with db.atomic():
         tickets.decide(ticket, approver, approve=True)
         return commit_binding(ticket.session, ticket.user, ticket.method, client, ticket.replaces, **fields)
@@ -241,10 +265,12 @@ def remove(user: User, method: str, client: Client, via: str, session: LoginSess
         lock_rows(User.select(User.id).where(User.id == user.id))
         factor = Factor.of(user, method)
         if factor is None or not Factor.delete().where(Factor.id == factor.id).execute():
-            raise NotFound("该验证方式未绑定")
+            raise NotFound(NOT_BOUND_MESSAGE)
         if policy.must_bind(user) and not Factor.select().where(Factor.user == user).exists():
             raise NotAllowed(LAST_FACTOR)  # rolls the delete back
         Enrollment.delete().where((Enrollment.user == user) & (Enrollment.method == method)).execute()
+        if not Factor.select().where(Factor.user == user).exists():
+            recovery.void(user)  # no factor left to recover
         revocation.revoke_access(user, f"{method} unbound", client, keep=session, removed=[factor])
         audit.record("factor_unbound", user=user, method=method, client=client, detail=f"verified by {via}")
 
@@ -271,7 +297,7 @@ def grant_change(session: LoginSession, method: str) -> None:
 
 def _require_bound(user: User, method: str) -> None:
     if method not in bound_methods(user):
-        raise NotFound("该验证方式未绑定")
+        raise NotFound(NOT_BOUND_MESSAGE)
 
 
 def has_grant(session: LoginSession, purpose: str) -> bool:
@@ -293,18 +319,3 @@ def _live_grant(session: LoginSession, purpose: str):
         & Grant.used_at.is_null()
         & (Grant.expires_at > utcnow())
     )
-
-
-def pending_totp(session: LoginSession, enrollment_id: int) -> TotpEnrollment | None:
-    """A live enrollment of this session, to show its QR again after a wrong code."""
-    row = Enrollment.get_or_none(
-        (Enrollment.id == enrollment_id) & (Enrollment.session == session) & (Enrollment.expires_at > utcnow())
-    )
-    if row is None:
-        return None
-    secret = crypto.decrypt(row.secret)
-    return TotpEnrollment(row.id, secret, otp.provisioning_uri(secret, row.user.account, _issuer()), row.purpose)
-
-
-def _issuer() -> str:
-    return str(current_app.config["ORG_NAME"])
