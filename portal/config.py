@@ -66,6 +66,15 @@ DEFAULTS: dict[str, object] = {
     "FORWARD_AUTH_HOSTS": "",  # host names (no port), comma-separated
     # PORTAL_SESSION_COOKIE_DOMAIN: "" = host-only; a narrow parent shares the login with sibling hosts
     "SHARED_COOKIE_DOMAIN": "",
+    # 短信 (portal/services/sms_gateway.py): aliyun | tencent | console (development: printed); "" = no 短信
+    "SMS_PROVIDER": "",
+    "SMS_API_BASE": "",  # replaces the provider's endpoint (the loopback stub in tests)
+    "SMS_KEY_ID": "",  # Aliyun AccessKeyId / Tencent SecretId
+    "SMS_KEY_SECRET": "",  # Aliyun AccessKeySecret / Tencent SecretKey
+    "SMS_SIGN_NAME": "",
+    "SMS_TEMPLATE": "",  # Aliyun TemplateCode / Tencent TemplateId; one variable: the code
+    "SMS_APP_ID": "",  # Tencent SmsSdkAppId
+    "SMS_TIMEOUT": 5,  # seconds (fractions allowed) for the provider's whole answer; connecting ≤ 3 s of it
 }
 # Keys whose variable is not PORTAL_<key> (Flask itself reads SESSION_COOKIE_DOMAIN for its own cookie).
 ENVIRONMENT_NAMES = {"SHARED_COOKIE_DOMAIN": "PORTAL_SESSION_COOKIE_DOMAIN"}
@@ -77,6 +86,7 @@ DEVELOPMENT_DEFAULTS: dict[str, object] = {
     "WECHAT_SECRET": "development-stub-secret",
     "WECHAT_API_BASE": "http://127.0.0.1:8001/",
     "MAIL_BACKENDS": "imap=127.0.0.1:143,pop3=127.0.0.1:110,smtp=127.0.0.1:25",
+    "SMS_PROVIDER": "console",
 }
 
 BOOLEAN_KEYS = {"DEV_SIMULATORS", "LDAP_ALLOW_PLAINTEXT"}
@@ -98,6 +108,11 @@ INTEGER_KEYS = {
 }
 POSITIVE_KEYS = INTEGER_KEYS - {"TRUSTED_PROXIES", "HSTS_SECONDS"}  # these two may be 0 (off)
 SECRET_KEYS = ("SECRET_KEY", "DATA_KEY")
+SMS_REQUIRED = {
+    "console": (),
+    "aliyun": ("SMS_KEY_ID", "SMS_KEY_SECRET", "SMS_SIGN_NAME", "SMS_TEMPLATE"),
+    "tencent": ("SMS_KEY_ID", "SMS_KEY_SECRET", "SMS_SIGN_NAME", "SMS_TEMPLATE", "SMS_APP_ID"),
+}
 
 
 class ConfigError(RuntimeError):
@@ -136,6 +151,7 @@ def load(overrides: dict | None = None, environ: dict | None = None) -> dict[str
 
 def ensure_secrets(config: dict, instance_path: str) -> None:
     """Production needs real secrets; development keeps generated ones under instance/."""
+    check_sms(config)
     missing = [key for key in SECRET_KEYS if not config.get(key)]
     if not missing:
         _check_strength(config)
@@ -161,6 +177,27 @@ def _check_strength(config: dict) -> None:
             raise ConfigError(f"PORTAL_{key} must be at least 32 characters in production")
     if config["DEV_SIMULATORS"]:
         raise ConfigError("PORTAL_DEV_SIMULATORS must be off in production")
+
+
+def check_sms(config: dict) -> None:
+    """A known 短信 provider and timeout; production: a complete provider and never the console."""
+    provider = str(config["SMS_PROVIDER"]).strip().lower()
+    if provider and provider not in SMS_REQUIRED:
+        raise ConfigError(f"PORTAL_SMS_PROVIDER must be aliyun, tencent or console, got {provider!r}")
+    try:
+        timeout = float(config["SMS_TIMEOUT"])
+    except (TypeError, ValueError):
+        timeout = 0.0
+    if not 0 < timeout <= 60:
+        raise ConfigError(f"PORTAL_SMS_TIMEOUT must be seconds above 0 and at most 60, got {config['SMS_TIMEOUT']!r}")
+    if config["ENV"] != "production" or not provider:
+        return
+    if provider == "console":
+        raise ConfigError("PORTAL_SMS_PROVIDER=console prints the codes to the log: development only")
+    missing = [f"PORTAL_{key}" for key in SMS_REQUIRED[provider] if not str(config[key]).strip()]
+    if missing:
+        names = ", ".join(missing)
+        raise ConfigError(f"refusing to start in production with PORTAL_SMS_PROVIDER={provider} without {names}")
 
 
 def parse_mail_servers(raw: str) -> list[dict[str, str]]:

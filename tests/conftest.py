@@ -16,6 +16,7 @@ from portal.db import db
 from portal.models import ALL_MODELS, Factor
 from portal.services import accounts, passwords
 from tests.helpers import Browser
+from tests.support.sms_stub import sms_stub, sms_stub_server  # noqa: F401 -- fixtures for every test
 
 PASSWORD = "Correct-horse-9"
 BACKENDS = ["sqlite"] + (["postgresql"] if os.environ.get("PORTAL_TEST_DATABASE_URL") else [])
