@@ -345,6 +345,15 @@ class OAuthToken(BaseModel):
     revoked_at = pw.DateTimeField(null=True)
 
 
+class RecoveryCode(BaseModel):
+    """备用码: one of a user's one-time recovery codes; only its HMAC is stored (invariant 6)."""
+
+    user = pw.ForeignKeyField(User, on_delete="CASCADE")
+    code_hash = pw.CharField(max_length=64, unique=True)
+    created_at = pw.DateTimeField(default=utcnow)
+    used_at = pw.DateTimeField(null=True)
+
+
 ALL_MODELS = [
     SchemaVersion,
     User,
@@ -367,13 +376,6 @@ ALL_MODELS = [
     OAuthClient,
     OAuthCode,
     OAuthToken,
+    RecoveryCode,
 ]
 
-
-class RecoveryCode(BaseModel):
-    """备用码: one of a user's one-time recovery codes; only its HMAC is stored (invariant 6)."""
-
-    user = pw.ForeignKeyField(User, on_delete="CASCADE")
-    code_hash = pw.CharField(max_length=64, unique=True)
-    created_at = pw.DateTimeField(default=utcnow)
-    used_at = pw.DateTimeField(null=True)

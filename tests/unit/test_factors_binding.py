@@ -315,9 +315,9 @@ def test_unbind_via_a_method_that_is_not_bound_is_refused(user, totp_secret, ful
 
 def test_overview_lists_every_method_in_order(user, totp_secret, totp_offered):
     rows = factors.overview(user)
-    assert [r.method.key for r in rows] == list(policy.METHODS)
+    assert [r.method.key for r in rows] == list(factors.METHODS)
     by_key = {r.method.key: r for r in rows}
     assert by_key["totp"].factor is not None and by_key["totp"].offered
     assert by_key["app"].factor is None and by_key["app"].offered  # self-service, as the manual says
-    assert by_key["email"].factor is None and not by_key["email"].offered  # not built yet
+    assert by_key["email"].factor is None and not by_key["email"].offered  # not enabled for this user
     assert factors.bound_methods(user) == ["totp"]

@@ -41,7 +41,7 @@ def overview(user: User) -> list[MethodRow]:
 
 def offered(user: User) -> set[str]:
     """Methods this user may bind now: allowed by policy and workable on this deployment."""
-    return {key for key in _allowed(user) if factors.METHODS[key].unavailable() is None}
+    return {key for key in _allowed(user) if key in factors.METHODS and factors.METHODS[key].unavailable() is None}
 
 
 def _allowed(user: User) -> set[str]:
@@ -52,7 +52,7 @@ def _allowed(user: User) -> set[str]:
     allowed |= set(policy.parse_methods(user.extra_methods))
     if user.is_admin:
         allowed.add("totp")
-    return allowed
+    return allowed & set(factors.METHODS)
 
 
 def bound_methods(user: User) -> list[str]:
