@@ -29,6 +29,9 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(dev_ldap)
     app.cli.add_command(audit_command)
     app.cli.add_command(prune_command)
+    from portal.token_cli import token_cli  # imported here: it builds on this module's _run
+
+    app.cli.add_command(token_cli)
 
 
 def _run(action):

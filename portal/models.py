@@ -354,6 +354,31 @@ class RecoveryCode(BaseModel):
     used_at = pw.DateTimeField(null=True)
 
 
+class HardwareToken(BaseModel):
+    """A 动态口令 (hardware OTP token) the admin imported; a user binds it by serial number and a code.
+
+    One-time use moves only by conditional UPDATEs: HOTP ``counter`` is the next counter value the
+    token may show (a used code moves it past), TOTP ``last_used_step`` the newest time step used.
+    """
+
+    serial = pw.CharField(max_length=64, unique=True)
+    kind = pw.CharField(max_length=8)  # hotp | totp
+    secret = pw.TextField()  # base32, encrypted with the data key
+    algorithm = pw.CharField(max_length=8, default="sha1")  # sha1 | sha256 | sha512
+    digits = pw.IntegerField(default=6)  # 6 | 8
+    period = pw.IntegerField(default=30)  # TOTP time step, seconds
+    counter = pw.BigIntegerField(default=0)  # HOTP: the next counter value expected
+    last_used_step = pw.BigIntegerField(null=True)  # TOTP replay guard
+    user = pw.ForeignKeyField(User, null=True, on_delete="SET NULL")  # assigned to
+    assigned_at = pw.DateTimeField(null=True)
+    created_at = pw.DateTimeField(default=utcnow)
+    last_used_at = pw.DateTimeField(null=True)
+
+    @classmethod
+    def by_serial(cls, serial: str) -> HardwareToken | None:
+        return cls.get_or_none(cls.serial == serial)
+
+
 ALL_MODELS = [
     SchemaVersion,
     User,
@@ -377,5 +402,6 @@ ALL_MODELS = [
     OAuthCode,
     OAuthToken,
     RecoveryCode,
+    HardwareToken,
 ]
 
