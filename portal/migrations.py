@@ -90,6 +90,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[], None]]] = [
     ),
     (7, "directory accounts (LDAP, IMAP): their stable id", lambda: _add_missing_columns(models.User)),
     (8, "how a session passed the second step; OpenID Connect clients, codes, tokens", _single_sign_on_schema),
+    (11, "安全密钥 (WebAuthn credentials)", _create(models.SecurityKey)),
 ]
 
 
