@@ -92,6 +92,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[], None]]] = [
     (8, "how a session passed the second step; OpenID Connect clients, codes, tokens", _single_sign_on_schema),
     (9, "备用码 (recovery codes)", _create(models.RecoveryCode)),
     (10, "动态口令 hardware tokens", _create(models.HardwareToken)),
+    (11, "安全密钥 (WebAuthn credentials)", _create(models.SecurityKey)),
 ]
 
 

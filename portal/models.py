@@ -379,6 +379,28 @@ class HardwareToken(BaseModel):
         return cls.get_or_none(cls.serial == serial)
 
 
+class SecurityKey(BaseModel):
+    """A 安全密钥: a WebAuthn credential (security key or passkey) of a user; a user may have several.
+
+    Only public data: the credential id and its COSE public key (base64url). ``sign_count`` only
+    grows, by a conditional UPDATE (a counter going back means a cloned key).
+    """
+
+    user = pw.ForeignKeyField(User, backref="security_keys", on_delete="CASCADE")
+    credential_id = pw.CharField(max_length=255, unique=True)  # base64url
+    public_key = pw.TextField()  # base64url of the COSE key
+    sign_count = pw.BigIntegerField(default=0)
+    transports = pw.CharField(max_length=100, default="")  # comma-separated: usb,nfc,ble,internal,hybrid
+    aaguid = pw.CharField(max_length=36, default="")  # the authenticator model (zeros with attestation none)
+    name = pw.CharField(max_length=32)
+    created_at = pw.DateTimeField(default=utcnow)
+    last_used_at = pw.DateTimeField(null=True)
+
+    @classmethod
+    def of_user(cls, user: User | int) -> list[SecurityKey]:
+        return list(cls.select().where(cls.user == user).order_by(cls.created_at, cls.id))
+
+
 ALL_MODELS = [
     SchemaVersion,
     User,
@@ -403,5 +425,5 @@ ALL_MODELS = [
     OAuthToken,
     RecoveryCode,
     HardwareToken,
+    SecurityKey,
 ]
-
