@@ -1,4 +1,4 @@
-# make run: the portal with demo accounts at http://127.0.0.1:8000
+# make run: the portal with demo accounts at http://localhost:8000
 # make test: the whole test suite
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -25,8 +25,8 @@ run: setup
 	$(VENV)/bin/flask --app wsgi demo && \
 	{ $(VENV)/bin/flask --app wsgi wechat-stub --port 8001 & stub=$$!; \
 	  trap 'kill $$stub 2>/dev/null' EXIT INT TERM; \
-	  echo "Portal: http://127.0.0.1:8000   simulators: mini-program http://127.0.0.1:8000/dev/miniprogram" \
-	    " · 邮箱安全 App http://127.0.0.1:8000/dev/app"; \
+	  echo "Portal: http://localhost:8000   simulators: mini-program http://localhost:8000/dev/miniprogram" \
+	    " · 邮箱安全 App http://localhost:8000/dev/app"; \
 	  $(VENV)/bin/gunicorn -c gunicorn.conf.py wsgi:app; }
 
 # The same, with passwords checked in a throw-away OpenLDAP (Debian's slapd; demo directory users printed).
@@ -38,7 +38,7 @@ run-ldap: setup
 	  trap 'kill $$ldap $$stub 2>/dev/null' EXIT INT TERM; \
 	  for i in $$(seq 1 100); do [ -s instance/dev-ldap.env ] && break; sleep 0.2; done; \
 	  set -a; . instance/dev-ldap.env; set +a; \
-	  echo "Portal (passwords in LDAP): http://127.0.0.1:8000"; \
+	  echo "Portal (passwords in LDAP): http://localhost:8000"; \
 	  $(VENV)/bin/gunicorn -c gunicorn.conf.py wsgi:app; }
 
 test: setup

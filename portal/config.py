@@ -87,6 +87,8 @@ DEVELOPMENT_DEFAULTS: dict[str, object] = {
     "WECHAT_API_BASE": "http://127.0.0.1:8001/",
     "MAIL_BACKENDS": "imap=127.0.0.1:143,pop3=127.0.0.1:110,smtp=127.0.0.1:25",
     "SMS_PROVIDER": "console",
+    # A host name, not 127.0.0.1: browsers refuse an IP address as a WebAuthn RP ID (安全密钥).
+    "PUBLIC_URL": "http://localhost:8000",
 }
 
 BOOLEAN_KEYS = {"DEV_SIMULATORS", "LDAP_ALLOW_PLAINTEXT"}

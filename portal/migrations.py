@@ -93,6 +93,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[], None]]] = [
     (9, "备用码 (recovery codes)", _create(models.RecoveryCode)),
     (10, "动态口令 hardware tokens", _create(models.HardwareToken)),
     (11, "安全密钥 (WebAuthn credentials)", _create(models.SecurityKey)),
+    (12, "短信 codes beside mailed ones: the channel of a sent code", lambda: _add_missing_columns(models.MailedCode)),
 ]
 
 

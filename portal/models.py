@@ -275,7 +275,7 @@ class AppPassword(BaseModel):
 
 
 class MailedCode(BaseModel):
-    """A 6-digit code mailed to a 备用邮箱: to bind that address, or as a second step with it.
+    """A 6-digit code sent to a 备用邮箱 (mail) or a phone (短信): to bind that address, or as a second step.
 
     Only the browser session that asked may use it, once (using it deletes it), before it expires;
     only its salted HMAC is kept.
@@ -283,6 +283,7 @@ class MailedCode(BaseModel):
 
     user = pw.ForeignKeyField(User, on_delete="CASCADE")
     session = pw.ForeignKeyField(LoginSession, on_delete="CASCADE")
+    channel = pw.CharField(max_length=8, default="email")  # email | sms
     purpose = pw.CharField(max_length=16)  # bind (a new address) | verify (the bound one)
     address = pw.TextField()  # encrypted with the data key
     code_hash = pw.CharField(max_length=96)  # salt:HMAC

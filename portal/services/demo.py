@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from portal.models import User
-from portal.services import accounts, policy
+from portal.models import HardwareToken, User
+from portal.services import accounts, hardware_tokens, policy
 
 DEMO_PASSWORD = "Demo-2fa-2026"
 DEMO_ACCOUNTS = [
@@ -13,9 +13,12 @@ DEMO_ACCOUNTS = [
 ]
 
 
+DEMO_TOKEN = ("DEMO-TOTP-0001", "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP")  # 动态口令: serial, base32 seed
+
+
 def seed() -> list[str]:
-    """Create the demo accounts if missing; enable 第三方 OTP and 备用邮箱 for everyone; describe them."""
-    policy.set_value("enabled_methods", "app,wechat,totp,email")
+    """Create the demo accounts if missing; enable every method for everyone; describe them."""
+    policy.set_value("enabled_methods", "app,wechat,totp,email,sms,token,webauthn")
     policy.set_value("force_2fa", "listed")
     lines = [f"Demo accounts (password {DEMO_PASSWORD}):"]
     for account, name, admin, note in DEMO_ACCOUNTS:
@@ -24,4 +27,10 @@ def seed() -> list[str]:
         if account.startswith("lisi@"):
             accounts.set_policy(account, force=True)
         lines.append(f"  {account:28} {note}")
+    serial, seed_secret = DEMO_TOKEN
+    if HardwareToken.by_serial(serial) is None:
+        row = f"{serial},{seed_secret},totp,6,30,0\n"
+        hardware_tokens.import_file(f"serial,secret,type,digits,period,counter\n{row}".encode(), fmt="csv")
+    lines.append(f"动态口令 demo token: serial {serial}, its code: oathtool --totp -b {seed_secret}")
+    lines.append("短信 codes and 备用邮箱 mails are printed here; 安全密钥 needs http://localhost:8000 (not 127.0.0.1)")
     return lines

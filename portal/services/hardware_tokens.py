@@ -248,8 +248,11 @@ def resync(token: HardwareToken, code1: str | None, code2: str | None) -> None:
     token.counter = found + 2
 
 
-def bind_check(user: User, serial: str, raw_code: str | None, now: float | None = None) -> dict[str, str]:
-    """Binding 动态口令: the token (free or the user's) and its current code; a free token becomes the user's.
+def bind_check(
+    user: User, serial: str, raw_code: str | None, now: float | None = None, next_code: str | None = None
+) -> dict[str, str]:
+    """Binding 动态口令: the token (free or the user's) and its current code (with ``next_code``, the code
+    after it: a resync of an HOTP token long unused); a free token becomes the user's.
 
     The caller stores the Factor from the result (best in the same transaction), and throttles.
     """
@@ -260,7 +263,10 @@ def bind_check(user: User, serial: str, raw_code: str | None, now: float | None 
             if not HardwareToken.update(user=user, assigned_at=utcnow()).where(free).execute():
                 raise NotAllowed(ASSIGNED_ELSEWHERE, code="assigned_elsewhere")
             audit.record("token_assigned", user=user, method="token", detail=f"serial {token.serial}; by binding")
-        check_code(token, raw_code, now=now)
+        if next_code:
+            resync(token, raw_code, next_code)
+        else:
+            check_code(token, raw_code, now=now)
     return {"external_id": token.serial, "label": token.serial}
 
 

@@ -18,6 +18,7 @@ ACTIONS = {
     "app-password": "生成专用密码",
     "trusted-devices": "清除全部信任设备",
     "recovery-codes": "生成备用码",
+    "remove-key": "删除安全密钥",
 }
 
 

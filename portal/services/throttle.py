@@ -140,6 +140,25 @@ def spend(scope: str, account: str, ip: str, per_account: int, per_ip: int, what
         raise Throttled(f"{what}过于频繁,请于 {_lock_end(now)} 后再试", retry_after=retry_after, code="rate_limited")
 
 
+def cap(scope: str, key: str, limits: tuple[tuple[int, int], ...], what: str) -> None:
+    """Count one use of ``key`` against several windows at once, ``limits`` = ((seconds, uses), …), e.g.
+    one 短信 per number per minute, 5 per hour, 10 per day; over any of them, Throttled and nothing counted."""
+    now = utcnow()
+    elapsed = int((now - EPOCH).total_seconds())
+    taken: list[tuple[str, datetime]] = []
+    for span, uses in limits:
+        scoped, window = f"{scope}:{span}", EPOCH + timedelta(seconds=elapsed - elapsed % span)
+        ThrottleCounter.insert(scope=scoped, key=key, window_start=window, failures=0).on_conflict_ignore().execute()
+        if _bump(scoped, key, window, +1, limit=uses) != 1:
+            for done_scope, done_window in taken:
+                _bump(done_scope, key, done_window, -1)
+            wait = span - elapsed % span
+            audit.record("rate_limited", outcome="limited", detail=scoped)
+            when = local_clock(now + timedelta(seconds=wait), now)
+            raise Throttled(f"{what}过于频繁,请于 {when} 后再试", retry_after=wait, code="rate_limited")
+        taken.append((scoped, window))
+
+
 def locked_until(scope: str, account: str, ip: str, now: datetime | None = None) -> datetime | None:
     """When the lock on this account or IP ends, if either is at its failure limit now; else None."""
     now = now or utcnow()

@@ -66,6 +66,18 @@ def _bind_step(method: str, step, reopen: bool = True):
     return _bind_dialog(outcome)
 
 
+@bp.post("/<method>/credentials/<int(max=2147483647):credential_id>/delete")
+def remove_credential(method: str, credential_id: int):
+    """删除 one 安全密钥 (after a fresh verification; the last one unbinds the method)."""
+    try:
+        factors.method(method).remove_credential(g.login, g.user, credential_id, g.client)
+    except StepUpRequired as exc:
+        return step_up.ask(exc.action)
+    except DomainError as exc:
+        return _render("dialog", dialog="message", error=exc.message)
+    return _render("dialog", dialog="done", done="删除成功", trigger=CHANGED)
+
+
 @bp.get("/scan/<int(max=2147483647):ticket_id>")
 @guard.binding_ok
 def scan_poll(ticket_id: int):

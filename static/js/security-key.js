@@ -80,7 +80,7 @@
   }
 
   function credentialField(form) {
-    var field = form.querySelector("input[name='credential']");
+    var field = form.querySelector("input[data-webauthn-result]") || form.querySelector("input[name='credential']");
     if (!field) {
       field = document.createElement("input");
       field.type = "hidden";

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.e2e
 BACKUP = "carol.home@example.org"
 
 
-def test_bind_and_log_in_with_mailed_codes(live_server, page, smtp_server):
+def test_bind_and_log_in_with_sent_codes(live_server, page, smtp_server):
     live_server.app.config["SMTP_URL"] = smtp_server.url
     account = live_server.create_user("carol@mail.xamd.edu.cn", totp=False)
     live_server.run(lambda: accounts.set_policy(account, methods="email"))

@@ -9,7 +9,7 @@ import pytest
 
 from portal import crypto
 from portal.models import AuditEvent, Factor, MailedCode, User, utcnow
-from portal.services import accounts, factors, login, mailed_codes, sessions, throttle
+from portal.services import accounts, factors, login, sent_codes, sessions, throttle
 from portal.services.client import Client
 from portal.services.errors import Conflict, InvalidCode, InvalidInput, NotAllowed, NotFound, Throttled, Unavailable
 from portal.services.factors import email as backup_email
@@ -38,7 +38,7 @@ def bind(session, user, client, outbox, address: str = BACKUP) -> Factor:
 def age(row: MailedCode, seconds: int) -> None:
     """Pretend the code was mailed ``seconds`` ago."""
     created = utcnow() - timedelta(seconds=seconds)
-    MailedCode.update(created_at=created, expires_at=created + mailed_codes.CODE_TTL).where(
+    MailedCode.update(created_at=created, expires_at=created + backup_email.CHANNEL.ttl).where(
         MailedCode.id == row.id
     ).execute()
 
@@ -106,13 +106,13 @@ def test_a_code_works_once_and_only_in_the_session_that_asked(offered, user, ful
     with pytest.raises(InvalidCode):
         factors.bind(other, user, "email", {"code": code}, client).factor
     factors.bind(full_session, user, "email", {"code": code}, client).factor
-    assert mailed_codes.consume(full_session, "bind", code) is None
+    assert sent_codes.consume(full_session, backup_email.CHANNEL, "bind", code) is None
 
 
 def test_an_expired_code_is_refused(offered, user, full_session, client):
     before = mails(offered)
     factors.send_bind_code(full_session, user, "email", {"address": BACKUP}, client).state
-    age(MailedCode.get(), int(mailed_codes.CODE_TTL.total_seconds()) + 1)
+    age(MailedCode.get(), int(backup_email.CHANNEL.ttl.total_seconds()) + 1)
     with pytest.raises(InvalidCode):
         factors.bind(full_session, user, "email", {"code": offered.code_for(BACKUP, after=before)}, client).factor
 
@@ -124,11 +124,13 @@ def test_a_new_code_replaces_the_old_one_after_the_pause(offered, user, full_ses
     with pytest.raises(Throttled, match="秒后重新发送"):
         factors.send_bind_code(full_session, user, "email", {"address": BACKUP}, client).state
     first_row = MailedCode.get()
-    age(first_row, int(mailed_codes.RESEND_AFTER.total_seconds()))
+    age(first_row, int(sent_codes.RESEND_AFTER.total_seconds()))
     factors.send_bind_code(full_session, user, "email", {"address": BACKUP}, client).state
     second = offered.code_for(BACKUP, after=before + 1)
     assert MailedCode.select().count() == 1 and MailedCode.get().code_hash != first_row.code_hash
-    assert first == second or mailed_codes.consume(full_session, "bind", first) is None  # the first is gone
+    assert (
+        first == second or sent_codes.consume(full_session, backup_email.CHANNEL, "bind", first) is None
+    )  # the first is gone
     factors.bind(full_session, user, "email", {"code": second}, client).factor
 
 
@@ -186,8 +188,8 @@ def test_login_with_a_mailed_code(offered, user, full_session, client):
     bind(full_session, user, client, offered)
     half = sessions.resolve(sessions.start(user, sessions.SECOND_FACTOR, client))
     before = mails(offered)
-    assert backup_email.send_verify_code(half, user, client) == "a***p@example.org"
-    assert backup_email.sent_to(half, user) == "a***p@example.org"
+    assert factors.send_code(half, user, "email", client) == "a***p@example.org"
+    assert factors.METHODS["email"].challenge_context(half, user)["sent_to"] == "a***p@example.org"
     code = offered.code_for(BACKUP, after=before)
     with pytest.raises(InvalidCode):  # the code belongs to the session that asked
         factors.verify(user, "email", code, client, "login", full_session)
@@ -199,7 +201,7 @@ def test_login_with_a_mailed_code(offered, user, full_session, client):
 def test_a_verification_code_cannot_bind_and_a_bind_code_cannot_verify(offered, user, full_session, client):
     bind(full_session, user, client, offered)
     before = mails(offered)
-    backup_email.send_verify_code(full_session, user, client)
+    factors.send_code(full_session, user, "email", client)
     verification = offered.code_for(BACKUP, after=before)
     factors.grant_change(full_session, "email")
     with pytest.raises(InvalidCode):
@@ -214,13 +216,13 @@ def test_a_verification_code_cannot_bind_and_a_bind_code_cannot_verify(offered, 
 
 def test_without_a_bound_address_nothing_is_mailed(offered, user, full_session, client):
     with pytest.raises(NotFound, match="未绑定"):
-        backup_email.send_verify_code(full_session, user, client)
+        factors.send_code(full_session, user, "email", client)
 
 
 def test_unbind_by_a_mailed_code(offered, user, full_session, client):
     bind(full_session, user, client, offered)
     before = mails(offered)
-    backup_email.send_verify_code(full_session, user, client)
+    factors.send_code(full_session, user, "email", client)
     factors.unbind(full_session, user, "email", "email", offered.code_for(BACKUP, after=before), client)
     assert not Factor.select().where(Factor.method == "email").exists()
 
@@ -237,7 +239,7 @@ def test_one_code_completes_one_login_even_when_sent_twice_at_once(offered, app,
     bind(full_session, user, client, offered)
     half = sessions.resolve(sessions.start(user, sessions.SECOND_FACTOR, client))
     before = mails(offered)
-    backup_email.send_verify_code(half, user, client)
+    factors.send_code(half, user, "email", client)
     code = offered.code_for(BACKUP, after=before)
 
     def submit(_index: int):

@@ -11,11 +11,14 @@ from __future__ import annotations
 from portal.services.factors.app import App
 from portal.services.factors.base import FactorMethod
 from portal.services.factors.email import Email
+from portal.services.factors.sms import Sms
+from portal.services.factors.token import Token
 from portal.services.factors.totp import Totp
+from portal.services.factors.webauthn import WebAuthn
 from portal.services.factors.wechat import WeChat
 
 # The rows of 二次验证设置, in the manual's order.
-METHODS: dict[str, FactorMethod] = {m.key: m for m in (App(), Totp(), Email(), WeChat())}
+METHODS: dict[str, FactorMethod] = {m.key: m for m in (App(), Totp(), Email(), WeChat(), Sms(), Token(), WebAuthn())}
 
 from portal.services.factors.binding import (  # noqa: E402  (the methods above come first)
     LAST_FACTOR,

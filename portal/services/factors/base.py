@@ -43,7 +43,11 @@ class FactorMethod:
     def bind_partial(self) -> str:
         return f"security/bind/_{self.key}.html"
 
-    challenge_partial = "security/challenge/_code.html"  # the code form of the login step and dialogs
+    challenge_partial = ""  # a challenge that is no code form (channel "key"): its partial, for both pages
+
+    def assigned_to(self, user: User) -> bool:
+        """Whether the admin gave this user something of this method (a hardware token): offered then."""
+        return False
 
     def unavailable(self) -> str | None:
         """Why this deployment cannot offer the method (no mail server, no domain name), or None."""
@@ -72,6 +76,14 @@ class FactorMethod:
     def challenge_context(self, session: LoginSession, user: User) -> dict:
         """Extra values the challenge partial shows (where the code was sent, …)."""
         return {}
+
+    def credentials(self, user: User) -> list:
+        """The credentials of a ``several`` method (安全密钥), each with id, name, created_at, last_used_at."""
+        return []
+
+    def remove_credential(self, session: LoginSession, user: User, credential_id: int, client: Client) -> None:
+        """删除 one credential of a ``several`` method (the last one unbinds it)."""
+        raise NotAllowed("该验证方式没有可单独删除的凭据")
 
     def on_removed(self, factor: Factor) -> None:
         """Drop what rested on a factor that was unbound, replaced or reset (inside that transaction)."""

@@ -50,6 +50,7 @@ def _allowed(user: User) -> set[str]:
     allowed = {m.key for m in factors.METHODS.values() if m.self_service}
     allowed |= set(policy.parse_methods(policy.get("enabled_methods")))
     allowed |= set(policy.parse_methods(user.extra_methods))
+    allowed |= {m.key for m in factors.METHODS.values() if m.assigned_to(user)}
     if user.is_admin:
         allowed.add("totp")
     return allowed & set(factors.METHODS)
@@ -139,6 +140,9 @@ def binding_purpose(session: LoginSession, user: User, method: str) -> str:
     if has_grant(session, f"change:{method}"):
         return "rebind"
     bound = bound_methods(user)
+    if method in bound and factors.METHODS[method].several:  # 添加 another key, after a fresh verification
+        step_up.require(session, f"bind-{method}")
+        return "add"
     if method in bound:
         raise Conflict(f"{label}已绑定;如需更换请使用“修改”", code=ALREADY_BOUND)
     if bound:
