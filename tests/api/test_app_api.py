@@ -739,7 +739,7 @@ def test_pushes_are_capped_per_window(ctx, app, user, device, monkeypatch):
     assert throttle.locked_until("otp", user.account, BROWSER.ip) is None  # a cap, not a lockout
     # Pushes spent their own budget, not the code's: the QR and the code still work.
     assert scans.start_login(session, "app", BROWSER, "qr").ticket.channel == "qr"
-    assert factors.verify(user, "app", device.code(), BROWSER, "login").method == "app"
+    assert factors.verify(user, "app", device.code(), BROWSER, "login") == "app"
 
 
 # --- QR approval (扫二维码) -----------------------------------------------------------------------
@@ -868,8 +868,8 @@ def test_a_forced_user_with_another_factor_may_remove(ctx, user, device, totp_se
 
 def test_the_app_code_is_a_second_factor(ctx, user, device):
     """The seed returned at enrollment gives the 6-digit code verified at /login/verify."""
-    factor = factors.verify(user, "app", device.code(), BROWSER, "login")
-    assert factor.external_id == device.device_id
+    assert factors.verify(user, "app", device.code(), BROWSER, "login") == "app"
+    assert Factor.get(Factor.user == user).external_id == device.device_id
     with pytest.raises(Exception) as caught:  # the same code twice: refused (invariant 3)
         factors.verify(user, "app", device.code(), BROWSER, "login")
     assert caught.value.code == "code_reused"

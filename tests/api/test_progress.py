@@ -148,13 +148,14 @@ def test_rebind_from_scan_to_new_wechat(ctx, user, phone, owner, wx_login):
     done = scans.progress(session, verify.ticket.id, BROWSER)
 
     assert done.state == "done"
-    assert isinstance(done.next, NewTicket)
-    assert done.next.ticket.purpose == "bind" and done.next.ticket.replaces
+    new = done.next.state
+    assert done.next.purpose == "rebind" and isinstance(new, NewTicket)
+    assert new.ticket.purpose == "bind" and new.ticket.replaces
     assert openid_of(wechat_factor(user)) == "o-owner"  # 修改 half done: the old one still works
     newcomer = wx_login("o-new-phone")
-    assert phone.confirm(newcomer, done.next.token).status_code == 200
+    assert phone.confirm(newcomer, new.token).status_code == 200
     assert openid_of(wechat_factor(user)) == "o-new-phone"
-    bound = scans.progress(session, done.next.ticket.id, BROWSER)
+    bound = scans.progress(session, new.ticket.id, BROWSER)
     assert (bound.state, bound.message) == ("done", "绑定成功")
     assert phone.signed_out(owner)  # its token rested on the removed factor
     assert [row["account"] for row in phone.accounts(newcomer)] == [user.account]

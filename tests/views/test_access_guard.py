@@ -34,15 +34,14 @@ SECOND_STEP = {
     "auth.verify_form",
     "auth.verify_submit",
     "auth.verify_scan_poll",
-    "auth.verify_email_send",
+    "auth.verify_send_code",
     "auth.verify_push_resend",
 }
 BINDING = {
     "security.twofa",
     "security.bind_form",
-    "security.bind_totp_submit",
-    "security.bind_email_send",
-    "security.bind_email_submit",
+    "security.bind_submit",
+    "security.bind_send",
     "security.scan_poll",
 }
 
