@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from flask import Blueprint, g, jsonify, request
 
+from portal import json_api
 from portal.models import utcnow
 from portal.services import wechat
 from portal.services.errors import InvalidInput
-from portal.web import json_api
 from wechat_backend import client
 
 blueprint = Blueprint("wx_api", __name__, url_prefix="/api/wx/v1")

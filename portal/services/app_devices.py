@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from portal import crypto
 from portal.db import db
 from portal.models import Device, DeviceSignature, Factor, Ticket, User, utcnow
-from portal.services import factors, otp, tickets, useragent
+from portal.services import factors, otp, tickets
 from portal.services.client import Client
 from portal.services.errors import Conflict, Expired, InvalidCredentials, InvalidInput, NotAllowed, NotFound
 
@@ -115,7 +115,7 @@ def pending(device: Device) -> list[dict]:
             "id": ticket.id,
             "purpose": ticket.purpose,
             "account": ticket.user.account,
-            "request": describe(ticket),
+            "request": tickets.describe(ticket),
             "choices": [int(n) for n in ticket.choices.split(",") if n],
             "expires_in": tickets.expires_in(ticket),
         }
@@ -158,11 +158,6 @@ def remove(device: Device, client: Client | None = None) -> None:
     """The App removed this account: the App factor goes, like 解绑 (policy permitting), with this device."""
     user = User.get_by_id(device.user_id)
     factors.remove(user, METHOD, client or Client(), via="app")
-
-
-def describe(ticket: Ticket) -> dict:
-    browser, system = useragent.describe(ticket.user_agent)
-    return {"ip": ticket.ip, "browser": browser, "os": system, "time": ticket.created_at.isoformat() + "Z"}
 
 
 def prune_signatures() -> int:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from portal import directory
 from portal.db import db
-from portal.models import Factor, LoginSession, User, utcnow
+from portal.models import LoginSession, User, utcnow
 from portal.services import accounts, audit, factors, passwords, policy, sessions, throttle, trust
 from portal.services.client import Client
 from portal.services.errors import Conflict, InvalidCredentials, NotAllowed
@@ -63,7 +63,7 @@ def _stage_after_password(user: User, trust_token: str | None, client: Client) -
     without a factor who must bind still binds first, also from a trusted network: the network waives
     the code, not the enrolment that the admin's policy demands.
     """
-    if Factor.select().where(Factor.user == user).exists():
+    if factors.choices(user):
         if trust.is_trusted(trust_token, user):
             return sessions.FULL, "trusted_device"
         if _network_skips(user, client):
@@ -104,10 +104,10 @@ def finish_forced_binding(session: LoginSession, client: Client) -> str | None:
     """After a forced user binds a factor, the session becomes full (new id); else None."""
     if session.stage != sessions.BINDING:
         return None
-    bound = factors.bound_methods(session.user)
-    if not bound:
+    usable = factors.choices(session.user)
+    if not usable:
         raise NotAllowed("请先完成绑定")
-    token = sessions.advance(session, sessions.BINDING, sessions.FULL, bound[0])  # binding it proved it
+    token = sessions.advance(session, sessions.BINDING, sessions.FULL, usable[0].key)  # binding it proved it
     audit.record("login_complete", user=session.user, client=client, detail="after forced binding")
     return token
 

@@ -16,11 +16,13 @@ CONTRACT_KEYS = ("app", "wechat", "totp", "email", "sms", "token", "webauthn")
 ON_OFF = ("off", "on")
 # mail_requires_app_password=on: IMAP/POP3/SMTP take only app passwords, also from users with no factor.
 # trusted_networks: CIDRs whose logins skip the second step (never for admins); "" = none.
+# admin_methods: the only methods admins may bind and use (e.g. webauthn: security keys); "" = any.
 DEFAULTS = {
     "force_2fa": "off",
     "enabled_methods": "app,wechat",
     "mail_requires_app_password": "off",
     "trusted_networks": "",
+    "admin_methods": "",
 }
 # A trusted network wider than this would switch the second step off for a large part of the Internet.
 WIDEST_PREFIX = {4: 8, 6: 32}
@@ -37,7 +39,7 @@ def set_value(key: str, value: str) -> None:
         raise InvalidInput(f"unknown policy {key!r}; known: {', '.join(DEFAULTS)}")
     if key == "force_2fa" and value not in FORCE_MODES:
         raise InvalidInput(f"force_2fa must be one of {', '.join(FORCE_MODES)}")
-    if key == "enabled_methods":
+    if key in ("enabled_methods", "admin_methods"):
         value = ",".join(parse_methods(value))
     if key == "mail_requires_app_password" and value not in ON_OFF:
         raise InvalidInput("mail_requires_app_password must be on or off")

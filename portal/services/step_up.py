@@ -8,7 +8,7 @@ network has no such proof; a user with no factor bound has nothing to prove (and
 
 from __future__ import annotations
 
-from portal.models import Factor, LoginSession
+from portal.models import LoginSession
 from portal.services import sessions
 from portal.services.errors import DomainError, NotFound
 
@@ -47,7 +47,9 @@ class StepUpRequired(DomainError):
 
 def needed(session: LoginSession) -> bool:
     """Whether a sensitive step must first ask this session for a fresh verification."""
-    has_factor = Factor.select().where(Factor.user == session.user_id).exists()
+    from portal.services import factors  # the methods ask for step-up
+
+    has_factor = bool(factors.choices(session.user))  # one this user may verify with
     return has_factor and not sessions.freshly_verified(session)
 
 

@@ -15,7 +15,7 @@ from flask import current_app
 
 from portal import crypto
 from portal.models import LoginSession, Ticket, User, utcnow
-from portal.services import audit, sessions, throttle
+from portal.services import audit, sessions, throttle, useragent
 from portal.services.client import Client
 from portal.services.errors import Conflict, Expired, NotFound, Throttled
 from portal.timezone import local_clock
@@ -223,3 +223,10 @@ def record(ticket: Ticket, event: str, outcome: str, client: Client | None = Non
 
 def expires_in(ticket: Ticket) -> int:
     return max(0, int((ticket.expires_at - utcnow()).total_seconds()))
+
+
+def describe(ticket: Ticket) -> dict:
+    """The requesting browser as a person would recognise it (both phone APIs send this): IP, browser,
+    OS and when, in ISO 8601 UTC."""
+    browser, system = useragent.describe(ticket.user_agent)
+    return {"ip": ticket.ip, "browser": browser, "os": system, "time": ticket.created_at.isoformat() + "Z"}

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import UTC, timedelta
+from datetime import timedelta
 
 from portal import crypto
 from portal.db import db
 from portal.models import ApiToken, Factor, Ticket, WeChatUser, utcnow
-from portal.services import factors, otp, tickets, trust, useragent
+from portal.services import factors, otp, tickets, trust
 from portal.services.accounts import mask
 from portal.services.client import Client
 from portal.services.errors import InvalidCredentials, InvalidInput, NotAllowed, SecretUnreadable
@@ -90,7 +90,7 @@ def preview(wx_user: WeChatUser, token: str) -> dict:
     return {
         "purpose": ticket.purpose,
         "account": mask(ticket.user.account),
-        "request": describe_request(ticket),
+        "request": tickets.describe(ticket),
         "expires_in": tickets.expires_in(ticket),
         "choices": [c for c in CHOICES[ticket.purpose] if c != "approve_trust" or trust.allowed(ticket.user)],
     }
@@ -150,10 +150,3 @@ def _bind(ticket: Ticket, wx_user: WeChatUser, client: Client | None) -> None:
         external_id=wx_user.binding_id,
         secret=crypto.encrypt(otp.new_secret()),
     )
-
-
-def describe_request(ticket: Ticket) -> dict:
-    """The requesting browser as a person would recognise it."""
-    browser, os_name = useragent.describe(ticket.user_agent)
-    created = ticket.created_at.replace(tzinfo=UTC)
-    return {"ip": ticket.ip, "browser": browser, "os": os_name, "time": created.isoformat()}

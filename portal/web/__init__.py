@@ -9,7 +9,7 @@ from werkzeug.exceptions import BadRequest, HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from portal import config as config_module
-from portal import timezone
+from portal import json_api, timezone
 from portal.db import UNAVAILABLE_ERRORS
 from portal.services import useragent
 from portal.services.errors import DomainError
@@ -22,11 +22,11 @@ from portal.web import (
     forward_auth,
     guard,
     home,
-    json_api,
     mail_auth,
     password,
     qr,
     recovery_codes,
+    render,
     scan,
     security,
     simulators,
@@ -107,11 +107,8 @@ def _error_page(message: str, status: int, code: str = "error"):
     """An error as a page, or (for htmx) as a notice swapped into the page's #flash area."""
     if request.path.startswith("/api/"):
         return json_api.envelope(code, message, status)
-    if request.headers.get("HX-Request") == "true":
-        response = make_response(render_template("_flash.html", message=message), 200)
-        response.headers["HX-Retarget"] = "#flash"
-        response.headers["HX-Reswap"] = "innerHTML"
-        return response
+    if render.is_htmx():
+        return render.retarget(make_response(render_template("_flash.html", message=message), 200), "#flash")
     return render_template("error.html", message=message, status=status), status
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from flask import Blueprint, g, jsonify, request
 
+from portal import json_api
 from portal.services import app_devices
 from portal.services.errors import InvalidInput
-from portal.web import json_api
 
 bp = Blueprint("app_api", __name__, url_prefix="/api/app/v1")
 SIGNED_HEADERS = ("X-Device-Id", "X-Timestamp", "X-Nonce", "X-Signature")

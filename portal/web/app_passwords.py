@@ -9,7 +9,7 @@ from portal.services import app_passwords, step_up
 from portal.services.errors import DomainError
 from portal.services.step_up import StepUpRequired
 from portal.web import step_up as step_up_view
-from portal.web.render import page_or_fragment
+from portal.web.render import page_or_fragment, targets
 
 bp = Blueprint("app_passwords", __name__, url_prefix="/settings/security/app-passwords")
 TEMPLATE = "security/app_passwords.html"
@@ -18,7 +18,7 @@ CHANGED = "appPasswordsChanged"
 
 @bp.get("")
 def index():
-    block = "passwords" if request.headers.get("HX-Target") == "passwords" else "content"
+    block = "passwords" if targets("passwords") else "content"
     return _render(block)
 
 

@@ -5,11 +5,10 @@ from __future__ import annotations
 from flask import Blueprint, g, render_template, request, url_for
 
 from portal.oidc import clients
-from portal.services import factors, login, scans, tickets, trust
+from portal.services import approvals, factors, login, tickets, trust
 from portal.services.errors import DomainError
 from portal.web import continuation, guard
-from portal.web.render import redirect_to
-from portal.web.scanning import scan_status
+from portal.web.render import is_htmx, redirect_to, scan_status
 
 NOTICES = {
     "expired": "二维码已过期,已为您刷新,请重新扫码。",
@@ -63,9 +62,9 @@ def verify_submit():
 @guard.second_step
 def verify_scan_poll(ticket_id: int):
     """Poll the 扫码授权 QR or the App push; once the phone approved, this browser is logged in."""
-    progress = scans.progress(g.login, ticket_id, g.client)
+    progress = approvals.progress(g.login, ticket_id, g.client)
     if progress.state in ("pending", "scanned"):
-        if request.headers.get("HX-Request") == "true":
+        if is_htmx():
             return scan_status(progress.ticket, url_for("auth.verify_scan_poll", ticket_id=ticket_id), progress.state)
         return _verify_page(progress.ticket.method)
     if progress.step is None:
@@ -86,7 +85,7 @@ def verify_scan_poll(ticket_id: int):
 @guard.second_step
 def verify_push_resend():
     """重新发送授权请求: a new App push, on the user's click only."""
-    challenge = scans.challenge(g.login, g.user, "app", "push", g.client, resend=True)
+    challenge = approvals.challenge(g.login, g.user, "app", "push", g.client, resend=True)
     if challenge.error:
         return _verify_page("app", error=challenge.error, mode="code")
     return redirect_to(url_for("auth.verify_form", method="app"))
@@ -129,10 +128,10 @@ def _verify_page(method: str | None = None, error: str | None = None, status: in
         error = "该账号已没有可用的验证方式,请返回登录页重新登录"
         return render_template("auth/verify.html", method=None, choices=[], error=error, trust_days=0), status
     method = method if method in usable else request.args.get("method", "")
-    method = method if method in usable else scans.preferred(list(usable))
+    method = method if method in usable else approvals.preferred(list(usable))
     # Only a page visit asks the phone; a refused code shows the code form again.
     mode = mode if mode is not None else (request.args.get("mode", "") if request.method == "GET" else "code")
-    challenge = scans.challenge(g.login, g.user, method, mode, g.client)
+    challenge = approvals.challenge(g.login, g.user, method, mode, g.client)
     return render_template(
         "auth/verify.html",
         method=usable[method],
@@ -149,7 +148,7 @@ def _notice() -> str | None:
     """The message a redirect after a denied or expired QR/push carries."""
     notice = request.args.get("notice", "")
     if notice == "denied":
-        return scans.DENIED.get(request.args.get("reason", ""), scans.REFUSED)
+        return approvals.DENIED.get(request.args.get("reason", ""), approvals.REFUSED)
     return NOTICES.get(notice)
 
 

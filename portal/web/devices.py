@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, g, request
+from flask import Blueprint, g
 
 from portal.services import step_up, trust
 from portal.services.errors import DomainError
 from portal.services.step_up import StepUpRequired
 from portal.web import step_up as step_up_view
-from portal.web.render import page_or_fragment
+from portal.web.render import page_or_fragment, targets
 
 bp = Blueprint("devices", __name__, url_prefix="/settings/security/devices")
 TEMPLATE = "security/devices.html"
@@ -17,7 +17,7 @@ CHANGED = "devicesChanged"
 
 @bp.get("")
 def index():
-    return _render("devices" if request.headers.get("HX-Target") == "devices" else "content")
+    return _render("devices" if targets("devices") else "content")
 
 
 # Row ids are 32-bit (PostgreSQL serial); a larger number would overflow SQLite's driver: 404 instead.

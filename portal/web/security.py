@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from flask import Blueprint, g, request, url_for
 
-from portal.services import factors, scans, sessions
+from portal.services import approvals, factors, sessions
 from portal.services.errors import DomainError, NotFound
 from portal.services.factors import METHODS, recovery
 from portal.services.step_up import StepUpRequired
 from portal.web import guard, step_up, verify_dialog
-from portal.web.render import page_or_fragment, retarget
-from portal.web.scanning import scan_status
+from portal.web.render import is_htmx, page_or_fragment, retarget, scan_status, targets
 
 bp = Blueprint("security", __name__, url_prefix="/settings/security/2fa")
 TEMPLATE = "security/twofa.html"
@@ -22,7 +21,7 @@ PURPOSES = {"unbind": "unbind", "change": "rebind"}  # the phone's ticket for ea
 @bp.get("")
 @guard.binding_ok
 def twofa():
-    block = "methods" if request.headers.get("HX-Target") == "methods" else "content"
+    block = "methods" if targets("methods") else "content"
     return _render(block)
 
 
@@ -82,10 +81,10 @@ def remove_credential(method: str, credential_id: int):
 @guard.binding_ok
 def scan_poll(ticket_id: int):
     """Poll a QR or push of a dialog; when the phone has decided, the dialog becomes the result."""
-    progress = scans.progress(g.login, ticket_id, g.client)
+    progress = approvals.progress(g.login, ticket_id, g.client)
     if progress.state in ("pending", "scanned"):
         poll = url_for("security.scan_poll", ticket_id=ticket_id)
-        if request.headers.get("HX-Request") != "true":  # no JavaScript: the page, still waiting
+        if not is_htmx():  # no JavaScript: the page, still waiting
             return _render("dialog", dialog="waiting", ticket=progress.ticket, poll=poll, state=progress.state)
         return scan_status(progress.ticket, poll, progress.state)
     if progress.state != "done":
@@ -134,7 +133,7 @@ def verify_submit(method: str, action: str):
             factors.unbind(g.login, g.user, method, via, request.form.get("code"), g.client)
             return _render("dialog", dialog="done", done="解绑成功", trigger=CHANGED)
         factors.authorize_change(g.login, g.user, method, via, request.form.get("code"), g.client)
-        next_step = scans.begin_rebind(g.login, g.user, method, g.client)
+        next_step = factors.begin_bind(g.login, g.user, method, g.client)
     except DomainError as exc:
         return _verify_dialog(method, action, via, error=exc.message, mode="code")
     return _bind_dialog(next_step)
@@ -152,7 +151,7 @@ def _bound(new_token: str | None):
     return _render("dialog", dialog="done", done="绑定成功", forced=bool(new_token), trigger=CHANGED)
 
 
-def _final_message(progress: scans.Progress) -> str:
+def _final_message(progress: approvals.Progress) -> str:
     if progress.state in ("denied", "refused"):
         return progress.message
     if progress.state == "expired":

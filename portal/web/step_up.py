@@ -4,14 +4,12 @@ sends the browser on to what it asked for (the dialog it wanted, in the same #di
 
 from __future__ import annotations
 
-import json
-
-from flask import Blueprint, g, make_response, redirect, request, url_for
+from flask import Blueprint, g, request, url_for
 
 from portal.services import factors, step_up
 from portal.services.errors import DomainError
 from portal.web import verify_dialog
-from portal.web.render import page_or_fragment, redirect_to
+from portal.web.render import load_into, page_or_fragment, redirect_to
 
 bp = Blueprint("step_up", __name__, url_prefix="/settings/security/verify")
 TEMPLATE = "security/step_up.html"
@@ -86,10 +84,6 @@ def ask(action: str, via: str = "", mode: str = "", resend: bool = False, error:
 def proceed(action: str):
     """Verified: on to the dialog the action opens (htmx swaps it into #dialog-slot), or its page."""
     target, cancel = _next(action)
-    if request.headers.get("HX-Request") != "true":
-        return redirect(target)
     if target == cancel:  # the action continues on a page of its own, not in a dialog
         return redirect_to(target)
-    response = make_response("", 200)
-    response.headers["HX-Location"] = json.dumps({"path": target, "target": "#dialog-slot", "swap": "innerHTML"})
-    return response
+    return load_into(target, "#dialog-slot")

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from flask import g, url_for
 
-from portal.services import factors, scans
+from portal.services import approvals, factors
 from portal.services.factors import FactorMethod
 
 
@@ -40,7 +40,7 @@ class VerifyDialog:
     before: str  # what the verification is for: "解绑微信前"
     via: FactorMethod
     others: list[FactorMethod]
-    challenge: scans.Challenge
+    challenge: approvals.Challenge
     links: Links
     cancel_url: str
     poll: str | None = None
@@ -62,8 +62,8 @@ def build(
 ) -> VerifyDialog:
     """The dialog for verifying with ``via`` (default: the preferred bound method) in ``mode``."""
     usable = {m.key: m for m in factors.choices(g.user)}
-    via = via if via in usable else scans.preferred(list(usable))
-    challenge = scans.challenge(g.login, g.user, via, mode, g.client, purpose, target, resend)
+    via = via if via in usable else approvals.preferred(list(usable))
+    challenge = approvals.challenge(g.login, g.user, via, mode, g.client, purpose, target, resend)
     return VerifyDialog(
         title=title or f"{usable[via].label}验证",
         before=before,

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from portal import crypto
 from portal.models import AuditEvent, Device, DeviceSignature, Factor, Grant, Ticket, utcnow
-from portal.services import accounts, app_devices, audit, factors, policy, scans, sessions, throttle, tickets, trust
+from portal.services import accounts, app_devices, approvals, audit, factors, policy, sessions, throttle, tickets, trust
 from portal.services.errors import Throttled
 from tests.api.app_support import (
     API,
@@ -670,29 +670,29 @@ def test_a_removed_device_cannot_approve(ctx, user, device, push):
 
 
 def test_at_most_three_open_pushes_per_account(ctx, user, device):
-    for _ in range(scans.PUSH_OPEN_LIMIT):
-        scans.start_login(second_step_session(user), "app", BROWSER, "push")
+    for _ in range(approvals.PUSH_OPEN_LIMIT):
+        approvals.start_login(second_step_session(user), "app", BROWSER, "push")
 
     with pytest.raises(Throttled) as caught:
-        scans.start_login(second_step_session(user), "app", BROWSER, "push")
+        approvals.start_login(second_step_session(user), "app", BROWSER, "push")
     assert "待处理的授权请求过多" in caught.value.message
     assert caught.value.status == 429
 
     # The QR still works; and once one push is decided, a new one may be sent.
-    assert scans.start_login(second_step_session(user), "app", BROWSER, "qr").ticket.channel == "qr"
+    assert approvals.start_login(second_step_session(user), "app", BROWSER, "qr").ticket.channel == "qr"
     oldest = device.pending()[-1]
     assert device.deny(oldest["id"], "declined").status_code == 200
-    assert scans.start_login(second_step_session(user), "app", BROWSER, "push").ticket.channel == "push"
+    assert approvals.start_login(second_step_session(user), "app", BROWSER, "push").ticket.channel == "push"
 
 
 def test_pushes_of_logged_out_browsers_do_not_count(ctx, user, device):
     """Three times 返回登录 (logout) and a fresh login: the new push still goes out."""
-    for _ in range(scans.PUSH_OPEN_LIMIT):
+    for _ in range(approvals.PUSH_OPEN_LIMIT):
         session = second_step_session(user)
-        scans.start_login(session, "app", BROWSER, "push")
+        approvals.start_login(session, "app", BROWSER, "push")
         sessions.end(session, "logout")
 
-    new = scans.start_login(second_step_session(user), "app", BROWSER, "push")
+    new = approvals.start_login(second_step_session(user), "app", BROWSER, "push")
 
     assert tickets.open_pushes(user).count() == 1
     assert [c["id"] for c in device.pending()] == [new.ticket.id]
@@ -700,18 +700,18 @@ def test_pushes_of_logged_out_browsers_do_not_count(ctx, user, device):
 
 def test_a_page_visit_reuses_the_open_push_and_a_click_replaces_it(ctx, user, device, monkeypatch):
     session = second_step_session(user)
-    first = scans.start_login(session, "app", BROWSER, "push")
-    assert scans.start_login(session, "app", BROWSER, "push").ticket.id == first.ticket.id  # a reload
+    first = approvals.start_login(session, "app", BROWSER, "push")
+    assert approvals.start_login(session, "app", BROWSER, "push").ticket.id == first.ticket.id  # a reload
     # A click within the pause shows the open push again; after an ended one it asks to wait.
-    assert scans.start_login(session, "app", BROWSER, "push", resend=True).ticket.id == first.ticket.id
+    assert approvals.start_login(session, "app", BROWSER, "push", resend=True).ticket.id == first.ticket.id
     expire(first.ticket)
     Ticket.update(created_at=utcnow()).where(Ticket.id == first.ticket.id).execute()
     with pytest.raises(Throttled) as caught:
-        scans.start_login(session, "app", BROWSER, "push", resend=True)
+        approvals.start_login(session, "app", BROWSER, "push", resend=True)
     assert "秒后再重新发送" in caught.value.message and caught.value.code == "rate_limited"
 
-    monkeypatch.setattr(scans, "PUSH_INTERVAL", timedelta(0))
-    second = scans.start_login(session, "app", BROWSER, "push", resend=True)
+    monkeypatch.setattr(approvals, "PUSH_INTERVAL", timedelta(0))
+    second = approvals.start_login(session, "app", BROWSER, "push", resend=True)
 
     assert Ticket.get_or_none(Ticket.token_hash == first.ticket.token_hash) is None
     assert [c["id"] for c in device.pending()] == [second.ticket.id]
@@ -720,25 +720,25 @@ def test_a_page_visit_reuses_the_open_push_and_a_click_replaces_it(ctx, user, de
 
 def test_an_ended_push_is_not_sent_again_by_itself(ctx, user, device):
     session = second_step_session(user)
-    first = scans.start_login(session, "app", BROWSER, "push")
+    first = approvals.start_login(session, "app", BROWSER, "push")
     expire(first.ticket)
-    assert scans.start_login(session, "app", BROWSER, "push") is None  # nothing new without a click
+    assert approvals.start_login(session, "app", BROWSER, "push") is None  # nothing new without a click
     assert device.pending() == []
 
 
 def test_pushes_are_capped_per_window(ctx, app, user, device, monkeypatch):
-    monkeypatch.setattr(scans, "PUSH_INTERVAL", timedelta(0))
-    monkeypatch.setattr(scans, "PUSHES_PER_WINDOW", (3, 30))
+    monkeypatch.setattr(approvals, "PUSH_INTERVAL", timedelta(0))
+    monkeypatch.setattr(approvals, "PUSHES_PER_WINDOW", (3, 30))
     session = second_step_session(user)
     for _ in range(3):
-        scans.start_login(session, "app", BROWSER, "push", resend=True)  # each replaces the last
+        approvals.start_login(session, "app", BROWSER, "push", resend=True)  # each replaces the last
 
     with pytest.raises(Throttled) as caught:
-        scans.start_login(session, "app", BROWSER, "push", resend=True)
+        approvals.start_login(session, "app", BROWSER, "push", resend=True)
     assert "发送授权请求过于频繁" in caught.value.message and "尝试次数过多" not in caught.value.message
     assert throttle.locked_until("otp", user.account, BROWSER.ip) is None  # a cap, not a lockout
     # Pushes spent their own budget, not the code's: the QR and the code still work.
-    assert scans.start_login(session, "app", BROWSER, "qr").ticket.channel == "qr"
+    assert approvals.start_login(session, "app", BROWSER, "qr").ticket.channel == "qr"
     assert factors.verify(user, "app", device.code(), BROWSER, "login") == "app"
 
 

@@ -12,7 +12,7 @@ from datetime import timedelta
 import pytest
 
 from portal.models import Factor, LoginSession, Ticket, utcnow
-from portal.services import accounts, factors, scans, sessions, throttle
+from portal.services import accounts, approvals, factors, sessions, throttle
 from portal.services.client import Client
 from portal.services.errors import InvalidCode, Throttled
 from tests.api.app_support import AppDevice, app_ticket, enrolled, second_step_session
@@ -57,11 +57,11 @@ def test_a_lock_stops_a_login_qr_already_open(user, phone, owner, locked):
     assert_locked_out(phone.approve(owner, qr.token))
 
     assert fresh(qr.ticket).state == "pending"
-    assert scans.progress(session, qr.ticket.id, BROWSER).state == "pending"
+    assert approvals.progress(session, qr.ticket.id, BROWSER).state == "pending"
     assert LoginSession.get_by_id(session.id).stage == sessions.SECOND_FACTOR
     accounts.unlock(user.account)  # the admin (or the window's end) lifts it: the QR works again
     assert phone.approve(owner, qr.token).status_code == 200
-    assert scans.progress(session, qr.ticket.id, BROWSER).state == "done"
+    assert approvals.progress(session, qr.ticket.id, BROWSER).state == "done"
 
 
 def test_an_approval_given_before_the_lock_does_not_complete_after_it(user, phone, owner, locked):
@@ -70,7 +70,7 @@ def test_an_approval_given_before_the_lock_does_not_complete_after_it(user, phon
     assert phone.approve(owner, qr.token).status_code == 200
     locked()
 
-    progress = scans.progress(session, qr.ticket.id, BROWSER)
+    progress = approvals.progress(session, qr.ticket.id, BROWSER)
 
     assert progress.state == "refused" and progress.step is None and "锁定" in progress.message
     assert LoginSession.get_by_id(session.id).stage == sessions.SECOND_FACTOR
@@ -94,7 +94,7 @@ def test_a_lock_stops_a_bind_confirmation(user, phone, wx_login, locked):
 
 def test_a_lock_stops_the_app_push_and_the_app_qr(user, device, locked):
     session = second_step_session(user)
-    push = scans.start_login(session, "app", BROWSER, "push")
+    push = approvals.start_login(session, "app", BROWSER, "push")
     qr = app_ticket(second_step_session(user), "login")
     locked()
 
@@ -124,7 +124,7 @@ def test_a_locked_browser_address_is_locked_for_approvals_too(app, user, phone, 
 
 def test_a_disabled_account_closes_its_open_tickets(user, phone, owner, device):
     qr = new_ticket(second_step_session(user), "login")
-    push = scans.start_login(second_step_session(user), "app", BROWSER, "push")
+    push = approvals.start_login(second_step_session(user), "app", BROWSER, "push")
     accounts.set_disabled(user.account, True)
 
     for response in (phone.approve(owner, qr.token), device.approve(push.ticket.id, push.ticket.match_number)):

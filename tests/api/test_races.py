@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from portal.models import ApiToken, AuditEvent, CacheEntry, Factor, LoginSession, Ticket, WeChatUser
-from portal.services import scans, sessions, tickets
+from portal.services import approvals, sessions, tickets
 from tests.api.support import API, BROWSER, browser_session, fresh, new_ticket, run_threads
 from tests.helpers import openid_of
 
@@ -116,7 +116,7 @@ def test_polling_browsers_complete_the_login_once(app, ctx, user, phone, owner):
     assert phone.approve(owner, new.token, True).status_code == 200
 
     def poll(_):
-        progress = scans.progress(LoginSession.get_by_id(session.id), new.ticket.id, BROWSER)
+        progress = approvals.progress(LoginSession.get_by_id(session.id), new.ticket.id, BROWSER)
         return progress.state, progress.step
 
     results = run_threads(app, THREADS, poll)

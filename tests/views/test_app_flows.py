@@ -13,7 +13,7 @@ from datetime import timedelta
 import pytest
 
 from portal.models import AuditEvent, Factor, Ticket, TrustedDevice, utcnow
-from portal.services import accounts, policy, scans, sessions, throttle
+from portal.services import accounts, approvals, policy, sessions, throttle
 from portal.web.guard import SESSION_COOKIE, TRUST_COOKIE
 from tests.api.app_support import AppDevice, app_factor, enrolled, error_code, ticket_by_token, token_in
 from tests.conftest import PASSWORD
@@ -260,7 +260,7 @@ def test_not_me_is_shown_and_audited(browser, user, bound):
     again = browser.get(VERIFY + "?method=app", User_Agent=CHROME)
     assert "data-match-number" not in text(again) and "发送授权请求" in text(again)
     assert Ticket.select().where(Ticket.channel == "push").count() == pushes
-    Ticket.update(created_at=utcnow() - scans.PUSH_INTERVAL).execute()  # the pause between pushes is over
+    Ticket.update(created_at=utcnow() - approvals.PUSH_INTERVAL).execute()  # the pause between pushes is over
     resent = browser.post(f"{VERIFY}/push")
     assert location(resent) == VERIFY
     assert number_of(browser.get(VERIFY + "?method=app"))
@@ -329,8 +329,8 @@ def test_more_than_three_open_pushes_fall_back_to_qr_and_code(new_browser, user,
 
 
 def test_pushes_are_capped_per_window(browser, user, bound, monkeypatch):
-    monkeypatch.setattr(scans, "PUSH_INTERVAL", timedelta(0))
-    monkeypatch.setattr(scans, "PUSHES_PER_WINDOW", (3, 30))
+    monkeypatch.setattr(approvals, "PUSH_INTERVAL", timedelta(0))
+    monkeypatch.setattr(approvals, "PUSHES_PER_WINDOW", (3, 30))
     password_step(browser, user)
     number_of(browser.get(VERIFY))  # the page visit sends the first push
     for _ in range(2):

@@ -53,7 +53,8 @@ def _allowed(user: User) -> set[str]:
     allowed |= {m.key for m in factors.METHODS.values() if m.assigned_to(user)}
     if user.is_admin:
         allowed.add("totp")
-    return allowed & set(factors.METHODS)
+    only = admin_only(user)
+    return (only if only is not None else allowed) & set(factors.METHODS)
 
 
 def bound_methods(user: User) -> list[str]:
@@ -61,9 +62,20 @@ def bound_methods(user: User) -> list[str]:
 
 
 def choices(user: User) -> list[FactorMethod]:
-    """What a verification of ``user`` may use: the bound methods, then 备用码 while some are left."""
+    """What a verification of ``user`` may use: the bound methods, then 备用码 while some are left; for
+    admins under ``admin_methods``, only those (no 备用码: they would be a way around the keys)."""
+    only = admin_only(user)
     bound = [factors.METHODS[key] for key in bound_methods(user) if key in factors.METHODS]
+    if only is not None:
+        return [m for m in bound if m.key in only]
     return bound + [recovery.RECOVERY] if bound and recovery.remaining(user) else bound
+
+
+def admin_only(user: User) -> set[str] | None:
+    """The methods policy ``admin_methods`` restricts an admin to, or None (no restriction)."""
+    if not user.is_admin:
+        return None
+    return set(policy.parse_methods(policy.get("admin_methods"))) or None
 
 
 def method(key: str) -> FactorMethod:
@@ -89,12 +101,15 @@ def verify(
     browser session: only that ``session`` may use them. A factor whose secret cannot be read fails
     closed (503, audited), without counting against the user.
     """
-    if method == recovery.KEY or (recovery.looks_like(raw_code) and recovery.remaining(user)):
+    usable = {m.key for m in choices(user)}
+    if recovery.KEY in usable and (method == recovery.KEY or recovery.looks_like(raw_code)):
         method = recovery.KEY
     with throttle.begin("otp", user.account, client.ip) as attempt:
         try:
             if method == recovery.KEY:
                 _check_recovery_code(user, raw_code, client)
+            elif method not in usable and method in bound_methods(user):
+                raise InvalidCode("管理员账号只能使用管理员指定的验证方式", code="method_not_allowed")
             else:
                 _check_code(Factor.of(user, method), method, raw_code, session)
         except InvalidCode as exc:

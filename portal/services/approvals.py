@@ -1,4 +1,4 @@
-"""The browser's side of phone approvals: show a QR or send a push, poll it, act once the phone has decided.
+"""Phone approvals, the browser's side: show a QR or send a push, poll it, act once the phone has decided.
 
 Pushes are sent sparingly: opening a page or dialog sends at most one (a reload shows the open one
 again, and after one expired or was turned down nothing is sent by itself); a new push needs the
@@ -161,25 +161,38 @@ def progress(session: LoginSession, ticket_id: int, client: Client) -> Progress:
         return Progress("refused", ticket, exc.message)
 
 
-def _act(session: LoginSession, ticket: Ticket, client: Client) -> Progress:
-    user = session.user
-    if ticket.purpose == "login":
-        return Progress("done", ticket, "登录成功", step=login.complete_by_scan(session, ticket, client))
-    if ticket.purpose == "bind":
-        token = login.finish_forced_binding(session, client)
-        step = login.Step(token, sessions.FULL) if token else None
-        return Progress("done", ticket, "绑定成功", step=step)
-    if ticket.purpose == "unbind":
-        factors.check_removable(user, ticket.target)
-        factors.remove(user, ticket.target, client, ticket.method, session)
-        return Progress("done", ticket, "解绑成功")
+def _logged_in(session: LoginSession, ticket: Ticket, client: Client) -> Progress:
+    return Progress("done", ticket, "登录成功", step=login.complete_by_scan(session, ticket, client))
+
+
+def _bound(session: LoginSession, ticket: Ticket, client: Client) -> Progress:
+    """The phone stored the factor when it confirmed; a forced binding ends here."""
+    token = login.finish_forced_binding(session, client)
+    return Progress("done", ticket, "绑定成功", step=login.Step(token, sessions.FULL) if token else None)
+
+
+def _unbound(session: LoginSession, ticket: Ticket, client: Client) -> Progress:
+    factors.check_removable(session.user, ticket.target)
+    factors.remove(session.user, ticket.target, client, ticket.method, session)
+    return Progress("done", ticket, "解绑成功")
+
+
+def _verified(session: LoginSession, ticket: Ticket, client: Client) -> Progress:
+    """安全验证 (step-up): the session counts as freshly verified."""
     sessions.mark_verified(session, ticket.method)
-    if ticket.purpose == "verify":
-        return Progress("done", ticket, "验证成功")
+    return Progress("done", ticket, "验证成功")
+
+
+def _change_allowed(session: LoginSession, ticket: Ticket, client: Client) -> Progress:
+    """修改, first half verified on the phone: the bind dialog of the new factor comes next."""
+    sessions.mark_verified(session, ticket.method)
     factors.grant_change(session, ticket.target)
-    return Progress("done", ticket, "验证成功", next=begin_rebind(session, user, ticket.target, client))
+    return Progress("done", ticket, "验证成功", next=factors.begin_bind(session, session.user, ticket.target, client))
 
 
-def begin_rebind(session: LoginSession, user: User, target: str, client: Client) -> factors.Pending:
-    """修改, second half: start binding the new factor (the old one stays until it is confirmed)."""
-    return factors.begin_bind(session, user, target, client)
+# What an approved ticket does for its browser, by purpose.
+HANDLERS = {"login": _logged_in, "bind": _bound, "unbind": _unbound, "verify": _verified, "rebind": _change_allowed}
+
+
+def _act(session: LoginSession, ticket: Ticket, client: Client) -> Progress:
+    return HANDLERS[ticket.purpose](session, ticket, client)
