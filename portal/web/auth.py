@@ -7,7 +7,7 @@ from flask import Blueprint, g, render_template, request, url_for
 from portal.oidc import clients
 from portal.services import approvals, factors, login, tickets, trust
 from portal.services.errors import DomainError
-from portal.web import continuation, guard
+from portal.web import continuation, guard, verify_dialog
 from portal.web.render import is_htmx, redirect_to, scan_status
 
 NOTICES = {
@@ -83,7 +83,7 @@ def verify_scan_poll(ticket_id: int):
 
 @bp.post("/login/verify/push")
 @guard.second_step
-def verify_push_resend():
+def verify_push():
     """重新发送授权请求: a new App push, on the user's click only."""
     challenge = approvals.challenge(g.login, g.user, "app", "push", g.client, resend=True)
     if challenge.error:
@@ -141,6 +141,7 @@ def _verify_page(method: str | None = None, error: str | None = None, status: in
         trust_days=int(trust.lifetime().days) if trust.allowed(g.user) else 0,
         poll=url_for("auth.verify_scan_poll", ticket_id=challenge.new.ticket.id) if challenge.new else None,
         extra=usable[method].challenge_context(g.login, g.user),
+        links=verify_dialog.Links("auth", field="method"),
     ), status
 
 

@@ -16,13 +16,15 @@ from portal.services.factors import FactorMethod
 
 @dataclass
 class Links:
-    """The URLs of one dialog's routes (the blueprint's verify_* endpoints with ``args``)."""
+    """The URLs of one verification's routes (the blueprint's verify_* endpoints with ``args``); the
+    login page's too. ``field`` names the chosen method in its forms and links (login: "method")."""
 
     blueprint: str
     args: dict = field(default_factory=dict)
+    field: str = "via"
 
     def form(self, via: str, mode: str | None = None) -> str:
-        return url_for(f"{self.blueprint}.verify_form", **self.args, via=via, mode=mode or None)
+        return url_for(f"{self.blueprint}.verify_form", **self.args, **{self.field: via}, mode=mode or None)
 
     def submit(self) -> str:
         return url_for(f"{self.blueprint}.verify_submit", **self.args)

@@ -35,7 +35,7 @@ SECOND_STEP = {
     "auth.verify_submit",
     "auth.verify_scan_poll",
     "auth.verify_send_code",
-    "auth.verify_push_resend",
+    "auth.verify_push",
 }
 BINDING = {
     "security.twofa",

@@ -29,7 +29,7 @@ from tests.views.support import (
 )
 
 HINT = "若已绑定二次验证,第三方客户端必须使用[专用密码]登录"
-LABELS = ["邮箱安全 App", "第三方 OTP", "备用邮箱", "微信"]
+LABELS = ["邮箱安全 App", "第三方 OTP", "备用邮箱", "微信", "短信", "动态口令", "安全密钥"]
 
 
 @pytest.fixture
