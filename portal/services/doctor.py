@@ -11,14 +11,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from portal import crypto
-from portal.models import Enrollment, Factor, MailedCode, Setting, WeChatUser
+from portal.models import Enrollment, Factor, HardwareToken, MailedCode, Setting, WeChatUser
 
 KEY_CHECK = "data_key_check"
 # Encrypted columns: (what the operator reads, model, field).
 ENCRYPTED = (
     ("second factors", Factor, Factor.secret),
     ("factors being bound", Enrollment, Enrollment.secret),
-    ("mailed codes' addresses", MailedCode, MailedCode.address),
+    ("sent codes' addresses", MailedCode, MailedCode.address),
+    ("hardware tokens' seeds", HardwareToken, HardwareToken.secret),
     ("mini-program session keys", WeChatUser, WeChatUser.session_key),
 )
 
