@@ -144,10 +144,11 @@ def _check_code(factor: Factor | None, method: str, raw_code: str | None, sessio
 
 
 def binding_purpose(session: LoginSession, user: User, method: str) -> str:
-    """May this session start binding ``method`` now? "rebind" for the second half of 修改, else "bind".
+    """May this session start binding ``method`` now? "rebind" for the second half of 修改, "add" for
+    one more credential of a method with several (安全密钥), else "bind".
 
-    The method must be offered and not bound yet (修改 replaces instead); binding another factor
-    next to a bound one needs a fresh verification (step-up).
+    The method must be offered and not bound yet (修改 replaces instead); binding another factor, or
+    another credential, next to a bound one needs a fresh verification (step-up).
     """
     label = factors.METHODS[method].label
     if method not in offered(user):
