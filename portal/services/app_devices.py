@@ -189,11 +189,7 @@ def _check_owner(ticket: Ticket, device: Device) -> None:
 
 
 def _is_bound(device: Device) -> bool:
-    return (
-        Factor.select()
-        .where((Factor.user == device.user_id) & (Factor.method == METHOD) & (Factor.external_id == device.device_id))
-        .exists()
-    )
+    return Factor.holding(METHOD, device.device_id).where(Factor.user == device.user_id).exists()
 
 
 def _public_key(encoded: str) -> Ed25519PublicKey:

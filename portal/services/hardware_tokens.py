@@ -161,7 +161,7 @@ def unassign(serial: str) -> User:
         if token.user_id is None or not HardwareToken.update(user=None, assigned_at=None).where(held).execute():
             raise Conflict(f"该动态口令未分配给任何账号: {token.serial}", code="not_assigned")
         user = User.get_by_id(token.user_id)
-        bound = list(Factor.select().where((Factor.method == "token") & (Factor.external_id == token.serial)))
+        bound = list(Factor.holding("token", token.serial))
         for factor in bound:
             Factor.delete().where(Factor.id == factor.id).execute()
             revocation.revoke_access(factor.user, "token unassigned", None, removed=[factor])

@@ -128,7 +128,7 @@ def deny(wx_user: WeChatUser, token: str, client: Client | None = None) -> dict:
 
 def _bound(wx_user: WeChatUser):
     """The WeChat factors this WeChat user holds (of this mini-program)."""
-    return Factor.select().where((Factor.method == METHOD) & (Factor.external_id == wx_user.binding_id))
+    return Factor.holding(METHOD, wx_user.binding_id)
 
 
 def _ticket_for(wx_user: WeChatUser, token: str) -> Ticket:
