@@ -6,6 +6,7 @@ from flask import Blueprint, g, jsonify, render_template
 
 from portal.db import db
 from portal.services import audit
+from portal.services.factors import recovery
 from portal.web import guard
 
 bp = Blueprint("home", __name__)
@@ -13,7 +14,12 @@ bp = Blueprint("home", __name__)
 
 @bp.get("/")
 def welcome():
-    return render_template("home/welcome.html", not_me=audit.recent_not_me(g.user))
+    by_recovery_code = g.login.second_step == recovery.KEY
+    return render_template(
+        "home/welcome.html",
+        not_me=audit.recent_not_me(g.user),
+        recovery_left=recovery.remaining(g.user) if by_recovery_code else None,
+    )
 
 
 @bp.get("/settings")

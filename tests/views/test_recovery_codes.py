@@ -32,6 +32,7 @@ def test_generate_download_and_log_in_with_a_code(browser, user, totp_secret, cl
     assert "备用码" in page and 'inputmode="text"' in page
     done = browser.post("/login/verify", {"method": "recovery", "code": codes[0].replace("-", "")})
     assert location(done) == "/"
+    assert "您本次使用备用码登录,还剩 9 个备用码" in text(browser.get("/"))
     assert "剩余 9 个" in text(browser.get(PAGE))
 
 
