@@ -13,6 +13,9 @@ from portal.web.render import is_htmx, page_or_fragment, retarget, scan_status, 
 
 bp = Blueprint("security", __name__, url_prefix="/settings/security/2fa")
 TEMPLATE = "security/twofa.html"
+# The dialogs of the page, one partial each (a method's bind dialog is included by BIND).
+BIND, VERIFY = "security/dialog/_bind.html", "security/_verify.html"
+WAITING, DONE, MESSAGE = "security/dialog/_waiting.html", "security/dialog/_done.html", "security/dialog/_message.html"
 CHANGED = "factorsChanged"
 ACTIONS = {"unbind": "解绑", "change": "修改"}
 PURPOSES = {"unbind": "unbind", "change": "rebind"}  # the phone's ticket for each
@@ -54,11 +57,11 @@ def _bind_step(method: str, step, reopen: bool = True):
         return step_up.ask(exc.action)
     except DomainError as exc:
         if not reopen:
-            return _render("dialog", dialog="message", error=exc.message)
+            return _render("dialog", dialog=MESSAGE, error=exc.message)
         try:
             again = factors.begin_bind(g.login, g.user, method, g.client, form=request.form)
         except DomainError as refused:
-            return _render("dialog", dialog="message", error=refused.message)
+            return _render("dialog", dialog=MESSAGE, error=refused.message)
         return _bind_dialog(again, error=exc.message)
     if isinstance(outcome, factors.Bound):
         return _bound(outcome.token)
@@ -73,8 +76,8 @@ def remove_credential(method: str, credential_id: int):
     except StepUpRequired as exc:
         return step_up.ask(exc.action)
     except DomainError as exc:
-        return _render("dialog", dialog="message", error=exc.message)
-    return _render("dialog", dialog="done", done="删除成功", trigger=CHANGED)
+        return _render("dialog", dialog=MESSAGE, error=exc.message)
+    return _render("dialog", dialog=DONE, done="删除成功", trigger=CHANGED)
 
 
 @bp.get("/scan/<int(max=2147483647):ticket_id>")
@@ -85,17 +88,17 @@ def scan_poll(ticket_id: int):
     if progress.state in ("pending", "scanned"):
         poll = url_for("security.scan_poll", ticket_id=ticket_id)
         if not is_htmx():  # no JavaScript: the page, still waiting
-            return _render("dialog", dialog="waiting", ticket=progress.ticket, poll=poll, state=progress.state)
+            return _render("dialog", dialog=WAITING, ticket=progress.ticket, poll=poll, state=progress.state)
         return scan_status(progress.ticket, poll, progress.state)
     if progress.state != "done":
-        return retarget(_render("dialog", dialog="message", error=_final_message(progress)), "#dialog-slot")
+        return retarget(_render("dialog", dialog=MESSAGE, error=_final_message(progress)), "#dialog-slot")
     if progress.ticket.purpose == "verify":  # step-up done: on to what it was asked for
         return step_up.proceed(progress.ticket.target)
     if progress.next is not None:
         return retarget(_bind_dialog(progress.next), "#dialog-slot")
     if progress.step is not None:
         guard.set_session_cookie(progress.step.token)
-    dialog = _render("dialog", dialog="done", done=progress.message, forced=progress.step is not None, trigger=CHANGED)
+    dialog = _render("dialog", dialog=DONE, done=progress.message, forced=progress.step is not None, trigger=CHANGED)
     return retarget(dialog, "#dialog-slot")
 
 
@@ -131,7 +134,7 @@ def verify_submit(method: str, action: str):
     try:
         if action == "unbind":
             factors.unbind(g.login, g.user, method, via, request.form.get("code"), g.client)
-            return _render("dialog", dialog="done", done="解绑成功", trigger=CHANGED)
+            return _render("dialog", dialog=DONE, done="解绑成功", trigger=CHANGED)
         factors.authorize_change(g.login, g.user, method, via, request.form.get("code"), g.client)
         next_step = factors.begin_bind(g.login, g.user, method, g.client)
     except DomainError as exc:
@@ -148,7 +151,10 @@ def _bound(new_token: str | None):
     """A factor was just bound: 绑定成功 (and, after forced binding, the way into the mailbox)."""
     if new_token:
         guard.set_session_cookie(new_token)
-    return _render("dialog", dialog="done", done="绑定成功", forced=bool(new_token), trigger=CHANGED)
+    suggest = not new_token and not recovery.remaining(g.user)  # the first factor: 备用码 are offered now
+    return _render(
+        "dialog", dialog=DONE, done="绑定成功", forced=bool(new_token), suggest_recovery=suggest, trigger=CHANGED
+    )
 
 
 def _final_message(progress: approvals.Progress) -> str:
@@ -162,16 +168,16 @@ def _final_message(progress: approvals.Progress) -> str:
 def _bind_dialog(pending: factors.Pending | None, error: str | None = None):
     """The dialog that binds a new factor: the method's own partial (a secret, a sent code, a QR, a key)."""
     if pending is None:
-        return _render("dialog", dialog="message", error=error or "绑定已过期,请重新开始")
+        return _render("dialog", dialog=MESSAGE, error=error or "绑定已过期,请重新开始")
     ticket = getattr(pending.state, "ticket", None)
     poll = url_for("security.scan_poll", ticket_id=ticket.id) if ticket is not None else None
-    return _render("dialog", dialog="bind", pending=pending, poll=poll, error=error)
+    return _render("dialog", dialog=BIND, pending=pending, poll=poll, error=error)
 
 
 def _verify_dialog(method: str, action: str, via: str, error: str | None = None, mode: str = "", resend=False):
     """The 解绑 / 修改 verification of ``method`` by ``via`` (push, QR or code)."""
     if method not in factors.bound_methods(g.user):
-        return _render("dialog", dialog="message", error="该验证方式未绑定")
+        return _render("dialog", dialog=MESSAGE, error="该验证方式未绑定")
     try:
         dialog = verify_dialog.build(
             verify_dialog.Links("security", {"method": method, "action": action}),
@@ -184,8 +190,8 @@ def _verify_dialog(method: str, action: str, via: str, error: str | None = None,
             resend=resend,
         )
     except DomainError as exc:  # e.g. the last factor of a forced user: nothing to verify for
-        return _render("dialog", dialog="message", error=exc.message)
-    return _render("dialog", dialog="verify", v=dialog, error=error or dialog.challenge.error)
+        return _render("dialog", dialog=MESSAGE, error=exc.message)
+    return _render("dialog", dialog=VERIFY, v=dialog, error=error or dialog.challenge.error)
 
 
 def _render(block: str, trigger: str | None = None, **context):
