@@ -13,6 +13,10 @@ from portal.web.render import page_or_fragment, targets
 
 bp = Blueprint("app_passwords", __name__, url_prefix="/settings/security/app-passwords")
 TEMPLATE = "security/app_passwords.html"
+# The dialogs of the page, one partial each.
+NEW, CREATED, DELETE, CLEAR, DONE, MESSAGE = (
+    f"security/app_passwords/_{kind}.html" for kind in ("new", "created", "delete", "clear", "done", "message")
+)
 CHANGED = "appPasswordsChanged"
 
 
@@ -26,7 +30,7 @@ def index():
 def new():
     if step_up.needed(g.login):  # ask before the name is typed, not after
         return step_up_view.ask("app-password")
-    return _render("dialog", dialog="new")
+    return _render("dialog", dialog=NEW)
 
 
 @bp.post("/new")
@@ -37,11 +41,12 @@ def create():
     except StepUpRequired as exc:
         return step_up_view.ask(exc.action)
     except DomainError as exc:
-        return _render("dialog", dialog="new", name=name, error=exc.message)
+        return _render("dialog", dialog=NEW, name=name, error=exc.message)
     return _render(
         "dialog",
         trigger=CHANGED,
-        dialog="created",
+        dialog=CREATED,
+        wide=True,
         created=row,
         plaintext=plaintext,
         groups=app_passwords.grouped(plaintext),
@@ -53,9 +58,9 @@ def create():
 @bp.get("/<int(max=2147483647):password_id>/delete")
 def delete_form(password_id: int):
     try:
-        return _render("dialog", dialog="delete", row=app_passwords.get(g.user, password_id))
+        return _render("dialog", dialog=DELETE, row=app_passwords.get(g.user, password_id))
     except DomainError as exc:
-        return _render("dialog", dialog="message", error=exc.message)
+        return _render("dialog", dialog=MESSAGE, error=exc.message)
 
 
 @bp.post("/<int(max=2147483647):password_id>/delete")
@@ -63,19 +68,19 @@ def delete(password_id: int):
     try:
         row = app_passwords.delete(g.user, password_id, g.client)
     except DomainError as exc:
-        return _render("dialog", dialog="message", error=exc.message)
-    return _render("dialog", trigger=CHANGED, dialog="done", done=f"已删除专用密码“{row.name}”")
+        return _render("dialog", dialog=MESSAGE, error=exc.message)
+    return _render("dialog", trigger=CHANGED, dialog=DONE, done=f"已删除专用密码“{row.name}”")
 
 
 @bp.get("/clear")
 def clear_form():
-    return _render("dialog", dialog="clear")
+    return _render("dialog", dialog=CLEAR)
 
 
 @bp.post("/clear")
 def clear():
     count = app_passwords.clear(g.user, g.client)
-    return _render("dialog", trigger=CHANGED, dialog="done", done=f"已清除 {count} 个专用密码")
+    return _render("dialog", trigger=CHANGED, dialog=DONE, done=f"已清除 {count} 个专用密码")
 
 
 def _render(block: str, trigger: str | None = None, **context):

@@ -12,6 +12,7 @@ from portal.web.render import page_or_fragment, targets
 
 bp = Blueprint("devices", __name__, url_prefix="/settings/security/devices")
 TEMPLATE = "security/devices.html"
+CLEAR, DONE = "security/devices/_clear.html", "security/devices/_done.html"  # its dialogs
 CHANGED = "devicesChanged"
 
 
@@ -35,7 +36,7 @@ def clear_form():
     """全部移除: asks for a fresh verification first, then to confirm."""
     if step_up.needed(g.login):
         return step_up_view.ask("trusted-devices")
-    return _render("dialog", dialog="clear")
+    return _render("dialog", dialog=CLEAR)
 
 
 @bp.post("/revoke-all")
@@ -44,7 +45,7 @@ def revoke_all():
         count = trust.clear(g.login, g.client)
     except StepUpRequired as exc:
         return step_up_view.ask(exc.action)
-    return _render("dialog", dialog="done", done=f"已移除 {count} 台信任设备", trigger=CHANGED)
+    return _render("dialog", dialog=DONE, done=f"已移除 {count} 台信任设备", trigger=CHANGED)
 
 
 def _render(block: str = "devices", trigger: str | None = None, **context):
