@@ -167,7 +167,7 @@ def _final_message(progress: approvals.Progress) -> str:
 
 def _bind_dialog(pending: factors.Pending | None, error: str | None = None):
     """The dialog that binds a new factor: the method's own partial (a secret, a sent code, a QR, a key)."""
-    if pending is None:
+    if pending is None or pending.state is None:
         return _render("dialog", dialog=MESSAGE, error=error or "绑定已过期,请重新开始")
     ticket = getattr(pending.state, "ticket", None)
     poll = url_for("security.scan_poll", ticket_id=ticket.id) if ticket is not None else None

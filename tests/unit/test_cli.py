@@ -252,6 +252,7 @@ def test_policy_show_and_set(app, cli):
         "enabled_methods=app,wechat",
         "mail_requires_app_password=off",
         "trusted_networks=",
+        "admin_methods=",
     ]
     result = cli("policy", "set", "force_2fa", "all")
     assert (result.exit_code, result.output.strip()) == (0, "force_2fa=all")

@@ -54,7 +54,8 @@ class FactorMethod:
         return None
 
     def begin_bind(self, session: LoginSession, user: User, purpose: str, client: Client, form: Form | None):
-        """What the bind dialog shows: opened (``form`` None) or again after a refused step (its fields)."""
+        """What the bind dialog shows: opened (``form`` None) or again after a refused step (its fields);
+        None when that bind has expired meanwhile."""
         raise NotAllowed("该验证方式不能在网页上绑定")
 
     def bind(self, session: LoginSession, user: User, purpose: str, form: Form, client: Client):

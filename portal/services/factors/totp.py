@@ -37,11 +37,9 @@ class Totp(FactorMethod):
     login_hint = "打开您的身份验证器 App(如 Microsoft Authenticator),输入本账号的 6 位验证码"
     dialog_hint = "打开您的身份验证器 App 输入验证码"
 
-    def begin_bind(self, session, user, purpose, client, form=None) -> TotpEnrollment:
-        if form is not None:
-            again = pending(session, binding.row_id(form.get("enrollment", "")))
-            if again is not None:
-                return again
+    def begin_bind(self, session, user, purpose, client, form=None) -> TotpEnrollment | None:
+        if form is not None:  # again after a refused code: the same secret, or None once it expired
+            return pending(session, binding.row_id(form.get("enrollment", "")))
         return begin(session, user, purpose)
 
     def bind(self, session, user, purpose, form: Form, client):
