@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from portal.models import User
+from portal.models import Factor, User
 from portal.services import factors, login, policy, sessions
 from portal.services.errors import InvalidCode
 from portal.services.factors import recovery
@@ -42,3 +42,9 @@ def test_an_admin_with_only_other_factors_must_bind_a_key_first(admin, totp_secr
 def test_without_the_policy_admins_use_any_bound_method(admin, totp_secret):
     policy.set_value("admin_methods", "")
     assert [m.key for m in factors.choices(admin)] == ["totp", "recovery"]
+
+
+def test_a_factor_of_a_method_this_release_does_not_know_never_skips_the_second_step(user, client):
+    Factor.create(user=user, method="retired", secret="")
+    assert factors.choices(user) == []
+    assert login.password_step(user.account, PASSWORD, client, None, None).stage == sessions.SECOND_FACTOR
