@@ -35,6 +35,7 @@ class Channel:
     what: str  # for a cap's message: "发送验证码邮件"
     deliver: Callable[[str, str, str, Client], None]  # (address, code, purpose, client); raises if not sent
     mask: Callable[[str], str]
+    sent_event: str  # the audit event of a sent code: mail_code_sent, sms_code_sent
 
     @property
     def minutes(self) -> int:
@@ -68,8 +69,13 @@ def send(session: LoginSession, user: User, channel: Channel, purpose: str, addr
     except Exception:
         MailedCode.delete().where(MailedCode.id == row.id).execute()  # no code that nobody received
         raise
-    event = "mail_code_sent" if channel.method == "email" else f"{channel.method}_code_sent"
-    audit.record(event, user=user, method=channel.method, client=client, detail=f"{purpose} to {channel.mask(address)}")
+    audit.record(
+        channel.sent_event,
+        user=user,
+        method=channel.method,
+        client=client,
+        detail=f"{purpose} to {channel.mask(address)}",
+    )
     return row
 
 

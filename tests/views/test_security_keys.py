@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import html
 import re
+from datetime import timedelta
 
 import pytest
 
-from portal.models import Factor, SecurityKey
-from portal.services import accounts
+from portal.models import Factor, LoginSession, SecurityKey, utcnow
+from portal.services import accounts, throttle
 from tests.conftest import PASSWORD
 from tests.helpers import text
 from tests.support.webauthn_authenticator import SoftAuthenticator
@@ -97,3 +98,53 @@ def test_an_ip_address_public_url_says_why_the_method_is_unavailable(browser, ke
     browser.login(keys_user.account, PASSWORD)
     row = text(browser.get(PAGE)).split('data-method="webauthn"', 1)[1].split("</tr>", 1)[0]
     assert "暂不可用" in row and "IP 地址" in row and "绑定</a>" not in row
+
+
+def test_deleting_a_key_needs_a_fresh_verification_and_ends_other_sessions(
+    browser, new_browser, keys_user, totp_secret, clock
+):
+    complete_login(browser, keys_user.account, totp_secret, clock)
+    bind_key(browser, SoftAuthenticator(), "钥匙一")
+    bind_key(browser, SoftAuthenticator(), "钥匙二")
+    elsewhere = new_browser()
+    complete_login(elsewhere, keys_user.account, totp_secret, clock)
+    one = SecurityKey.get(SecurityKey.name == "钥匙一")
+
+    LoginSession.update(verified_at=utcnow() - timedelta(hours=1)).where(LoginSession.ended_at.is_null()).execute()
+    asked = browser.post(f"{PAGE}/webauthn/credentials/{one.id}/delete", htmx=True)
+    assert "安全验证" in text(asked) and SecurityKey.select().count() == 2  # nothing removed yet
+
+    verified = browser.post(
+        "/settings/security/verify/remove-key", {"via": "totp", "code": clock.next_code(totp_secret)}, htmx=True
+    )
+    assert verified.status_code == 200
+    assert "删除成功" in text(browser.post(f"{PAGE}/webauthn/credentials/{one.id}/delete", htmx=True))
+    assert [k.name for k in SecurityKey.select()] == ["钥匙二"]
+    assert location(elsewhere.get(PAGE)).startswith("/login")  # invariant 14: the other browser is out
+
+
+def test_change_verified_by_the_key_replaces_every_key_by_the_new_one(browser, keys_user):
+    browser.login(keys_user.account, PASSWORD)
+    old = SoftAuthenticator()
+    bind_key(browser, old, "旧钥匙")
+    dialog = browser.get(f"{PAGE}/webauthn/change", htmx=True)
+    answer = old.get(options_of(dialog), ORIGIN)
+    new_dialog = browser.post(f"{PAGE}/webauthn/change", {"via": "webauthn", "code": answer}, htmx=True)
+    assert "修改安全密钥" in text(new_dialog) and SecurityKey.get().name == "旧钥匙"  # kept until confirmed
+    new = SoftAuthenticator()
+    credential = new.create(options_of(new_dialog), ORIGIN)
+    done = browser.post(f"{PAGE}/webauthn/bind", {"credential": credential, "name": "新钥匙"}, htmx=True)
+    assert "绑定成功" in text(done)
+    assert [k.name for k in SecurityKey.select()] == ["新钥匙"]
+
+
+def test_a_wrong_answer_at_the_second_step_counts_a_failure(browser, keys_user):
+    browser.login(keys_user.account, PASSWORD)
+    key = SoftAuthenticator()
+    bind_key(browser, key, "")
+    browser.post("/logout")
+    browser.login(keys_user.account, PASSWORD)
+    stale = key.get(options_of(browser.get("/login/verify")), ORIGIN)
+    browser.get("/login/verify")  # a new challenge: the answer above no longer fits
+    assert "安全密钥验证失败" in text(browser.post("/login/verify", {"method": "webauthn", "code": stale}))
+    assert throttle.failures("otp", keys_user.account) == 1

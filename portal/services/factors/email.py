@@ -30,7 +30,7 @@ def _deliver(address: str, code: str, purpose: str, client: Client) -> None:
     mailer.send(address, f"【{org}】二次验证验证码", body)
 
 
-CHANNEL = sent_codes.Channel(METHOD, timedelta(minutes=10), "发送验证码邮件", _deliver, mask)
+CHANNEL = sent_codes.Channel(METHOD, timedelta(minutes=10), "发送验证码邮件", _deliver, mask, "mail_code_sent")
 
 
 class Email(SentCodeMethod):

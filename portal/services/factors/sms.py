@@ -26,7 +26,9 @@ def _deliver(phone: str, code: str, purpose: str, client: Client) -> None:
     sms_gateway.send_code(phone, purpose, code)
 
 
-CHANNEL = sent_codes.Channel(METHOD, timedelta(minutes=5), "发送短信验证码", _deliver, phone_numbers.mask)
+CHANNEL = sent_codes.Channel(
+    METHOD, timedelta(minutes=5), "发送短信验证码", _deliver, phone_numbers.mask, "sms_code_sent"
+)
 
 
 class Sms(SentCodeMethod):
