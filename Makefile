@@ -12,12 +12,15 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $@
 
-static/vendor/htmx.min.js: package.json package-lock.json
+# htmx for the portal's pages; jsQR for the 邮箱安全 App's 扫一扫 where the browser has no BarcodeDetector.
+static/vendor/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --silent
 	mkdir -p static/vendor
 	cp node_modules/htmx.org/dist/htmx.min.js static/vendor/htmx.min.js
+	cp node_modules/jsqr/dist/jsQR.js static/vendor/jsQR.js
+	touch $@
 
-setup: $(VENV)/.installed static/vendor/htmx.min.js
+setup: $(VENV)/.installed static/vendor/.installed
 
 # The WeChat API stub (127.0.0.1:8001) runs beside gunicorn and stops with it.
 run: setup

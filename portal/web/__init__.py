@@ -24,6 +24,7 @@ from portal.web import (
     home,
     mail_auth,
     password,
+    pwa,
     qr,
     recovery_codes,
     render,
@@ -50,7 +51,7 @@ def init_app(app: Flask) -> None:
     csrf.init_app(app)
     app.before_request(_refuse_nul_bytes)
     guard.init_app(app)
-    for module in (auth, home, security, step_up, password, devices, app_passwords, recovery_codes, scan, admin):
+    for module in (auth, home, security, step_up, password, devices, app_passwords, recovery_codes, scan, pwa, admin):
         app.register_blueprint(module.bp)
     # nginx's mail auth_http: no cookies, no session; the caller is checked by the view instead.
     config_module.check_mail_auth(app.config)

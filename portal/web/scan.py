@@ -1,4 +1,7 @@
-"""What a QR URL shows when opened in an ordinary browser instead of the phone it is meant for."""
+"""What a WeChat QR URL shows when opened in an ordinary browser instead of in WeChat.
+
+(The 邮箱安全 App's QR URLs, /app/enroll/<t> and /app/t/<t>, open the App itself: portal/web/pwa.py.)
+"""
 
 from __future__ import annotations
 
@@ -12,11 +15,4 @@ bp = Blueprint("scan", __name__)
 @bp.get("/wx/t/<ticket>")
 @guard.public
 def wechat_ticket(ticket: str):
-    return render_template("scan/phone.html", app="微信", simulator="simulators.miniprogram")
-
-
-@bp.get("/app/t/<ticket>")
-@bp.get("/app/enroll/<ticket>", endpoint="app_enroll")
-@guard.public
-def app_ticket(ticket: str):
-    return render_template("scan/phone.html", app="邮箱安全 App", simulator="simulators.app")
+    return render_template("scan/phone.html")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, current_app, jsonify, render_template, request
 
 from portal.services.errors import InvalidInput
-from portal.web import guard
+from portal.web import guard, pwa
 from wechat_backend import stub
 
 bp = Blueprint("simulators", __name__, url_prefix="/dev")
@@ -20,8 +20,8 @@ def miniprogram():
 @bp.get("/app")
 @guard.public
 def app():
-    """The 邮箱安全 App on a laptop: keys in the browser (WebCrypto Ed25519), the real device API."""
-    return render_template("dev/app.html", scan=request.args.get("scan", ""))
+    """The 邮箱安全 App itself (/app) on a laptop: ?scan=<a QR's URL> stands for pointing the camera at it."""
+    return pwa.shell(simulator=True)
 
 
 @bp.post("/miniprogram/wx-login")

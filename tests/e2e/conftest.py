@@ -157,10 +157,10 @@ def new_page(chromium, live_server, problems):
     """
     contexts = []
 
-    def open_page():
-        context = chromium.new_context(
-            base_url=live_server.url, locale="zh-CN", viewport={"width": 1200, "height": 900}
-        )
+    def open_page(**options):
+        """``options``: Playwright context options over the defaults (e.g. a phone's viewport and agent)."""
+        defaults = {"base_url": live_server.url, "locale": "zh-CN", "viewport": {"width": 1200, "height": 900}}
+        context = chromium.new_context(**{**defaults, **options})
         contexts.append(context)
         context.set_default_timeout(TIMEOUT_MS)
         context.set_default_navigation_timeout(TIMEOUT_MS)
