@@ -212,9 +212,9 @@ def bind_app(
     expect_app_bound(page)
 
 
-def set_up_bound_account(live_server, page: Page, phone: Phone, account: str) -> str:
+def set_up_bound_account(live_server, page: Page, phone: Phone, account: str, name: str = "") -> str:
     """An account with only the App bound (through the web), logged out again."""
-    live_server.create_user(account, totp=False)
+    live_server.create_user(account, totp=False, name=name)
     log_in(page, account)
     expect_welcome(page)
     open_twofa_settings(page)

@@ -123,16 +123,23 @@ class PageProblems:
     page_errors: list[str] = field(default_factory=list)
     csp: list[str] = field(default_factory=list)
     expected_statuses: set[tuple[str, int]] = field(default_factory=set)
+    offline: bool = False
 
     def expect_status(self, path: str, status: int) -> None:
         """A test that submits bad input on purpose: Chromium logs the page's 4xx status as an error."""
         self.expected_statuses.add((path, status))
+
+    def expect_offline(self) -> None:
+        """A test that takes a browser offline: Chromium logs each request that could not be sent."""
+        self.offline = True
 
     def on_console(self, message) -> None:
         if message.type != "error":
             return
         url = message.location.get("url", "")
         if url.endswith("/favicon.ico"):  # the browser's own probe; the portal serves no favicon
+            return
+        if self.offline and "ERR_INTERNET_DISCONNECTED" in message.text:
             return
         if any(
             url.endswith(path) and f"status of {status} " in message.text for path, status in self.expected_statuses

@@ -24,8 +24,11 @@ PUBLIC = {
     "home.healthz",
     "static",
     "scan.wechat_ticket",  # a WeChat QR URL opened in a browser: "请使用微信扫一扫"
-    "scan.app_ticket",  # an App QR URL opened in a browser: "请使用邮箱安全 App扫一扫"
-    "scan.app_enroll",
+    "pwa.index",  # the 邮箱安全 App (/app): keys on the phone, requests signed, no session
+    "pwa.enroll",  # the bind QR's URL opens the App
+    "pwa.ticket",  # a login QR's URL opens the App
+    "pwa.manifest",
+    "pwa.service_worker",
     "oidc.authorize",  # checks the request, then sends the browser through /login (both steps) and back
     "oidc.logout",  # RP-initiated logout: ends a session if there is one
 }

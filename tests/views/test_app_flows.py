@@ -120,7 +120,7 @@ def test_bind_dialog_shows_the_enroll_qr(logged_in, user, htmx):
 
     body = text(dialog)
     assert dialog.status_code == 200
-    assert "请打开【邮箱安全 App】扫码绑定" in body and "在应用市场搜索“邮箱安全”下载 App" in body
+    assert "请打开【邮箱安全 App】扫码绑定" in body and "用手机相机扫描此二维码,在浏览器中打开邮箱安全 App" in body
     url = qr_url(dialog)
     assert url.startswith(f"{PUBLIC_URL}/app/enroll/")
     ticket = ticket_by_token(token_in(url))
@@ -542,30 +542,32 @@ def test_change_by_code_goes_straight_to_the_new_qr(app_session, user, bound, cl
     assert ticket_by_token(token_in(qr_url(bind_dialog))).replaces is True
 
 
-# --- QR URLs opened in an ordinary browser (DESIGN §5) --------------------------------------------
+# --- App QR URLs open the App itself (DESIGN §5 "邮箱安全 App as a web app") -------------------------
 
 
-@pytest.mark.parametrize("path", ["/app/t/some-ticket", "/app/enroll/some-ticket"])
-def test_app_qr_urls_in_a_browser_say_use_the_app(new_browser, path):
-    page = new_browser().get(path)  # no session: the page is public
-    assert page.status_code == 200
-    assert "请使用邮箱安全 App扫一扫" in text(page)
+def is_app_shell(page) -> bool:
+    body = page.get_data(as_text=True)
+    return page.status_code == 200 and 'rel="manifest" href="/app/manifest.webmanifest"' in body and "确定绑定" in body
+
+
+@pytest.mark.parametrize("path", ["/app", "/app/t/some-ticket", "/app/enroll/some-ticket"])
+def test_app_qr_urls_open_the_app(new_browser, path):
+    page = new_browser().get(path)  # no session: the App is public and signs its own requests
+    assert is_app_shell(page)
     assert "请使用微信扫一扫" not in text(page)
 
 
-def test_a_real_qr_url_in_a_browser_changes_nothing(logged_in, new_browser, user):
+def test_opening_a_real_bind_qr_url_changes_nothing_until_the_app_enrolls(logged_in, new_browser, user):
     url = qr_url(logged_in.get(APP_BIND, htmx=True))
     for browser in (new_browser(), logged_in):
-        page = browser.get(url.removeprefix(PUBLIC_URL))
-        assert page.status_code == 200 and "请使用邮箱安全 App扫一扫" in text(page)
+        assert is_app_shell(browser.get(url.removeprefix(PUBLIC_URL)))
     assert ticket_by_token(token_in(url)).state == "pending"
     assert app_factor(user) is None
 
 
-def test_the_qr_url_page_is_public_for_a_half_logged_in_browser(browser, user, bound):
+def test_the_app_is_public_for_a_half_logged_in_browser(browser, user, bound):
     password_step(browser, user)
-    page = browser.get("/app/t/whatever")
-    assert page.status_code == 200 and "请使用邮箱安全 App扫一扫" in text(page)
+    assert is_app_shell(browser.get("/app/t/whatever"))
 
 
 # --- pushes never punish the user (item 10 of #9) ------------------------------------------------
