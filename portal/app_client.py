@@ -3,6 +3,7 @@
 Tests use it against a live server; operators use it to check a deployment:
 
     python -m portal.app_client --state app.json enroll URI       # URI: the bind QR's data-qr-url
+    python -m portal.app_client --state app.json enroll URI --algorithm es256   # a P-256 key, as WebCrypto
     python -m portal.app_client --state app.json codes
     python -m portal.app_client --state app.json pending          # JSON lines
     python -m portal.app_client --state app.json approve ID --number N
@@ -10,7 +11,8 @@ Tests use it against a live server; operators use it to check a deployment:
     python -m portal.app_client --state app.json scan URL         # a login QR's data-qr-url
     python -m portal.app_client --state app.json remove
 
-The state file keeps the server URL, the device id, the Ed25519 private key and the TOTP seed.
+The state file keeps the server URL, the device id, the key's algorithm (Ed25519 or ES256; a file
+without one is Ed25519), the private key (Ed25519: raw; ES256: PKCS#8 DER; base64) and the TOTP seed.
 """
 
 from __future__ import annotations
@@ -26,13 +28,66 @@ from pathlib import Path
 
 import pyotp
 import requests
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from portal.services.app_devices import signing_input
 
 API = "/api/app/v1"
 TIMEOUT = 10
+ALGORITHMS = {"ed25519": "Ed25519", "es256": "ES256"}  # command-line spelling → the API's
+
+
+class DeviceKey:
+    """The device's signing key: Ed25519, or ECDSA P-256 signing raw r||s as WebCrypto does (ES256)."""
+
+    def __init__(self, algorithm: str, key: Ed25519PrivateKey | ec.EllipticCurvePrivateKey):
+        self.algorithm, self.key = algorithm, key
+
+    @classmethod
+    def generate(cls, algorithm: str) -> DeviceKey:
+        if algorithm == "ES256":
+            return cls(algorithm, ec.generate_private_key(ec.SECP256R1()))
+        return cls("Ed25519", Ed25519PrivateKey.generate())
+
+    @classmethod
+    def load(cls, algorithm: str, encoded: str) -> DeviceKey:
+        raw = base64.b64decode(encoded)
+        if algorithm == "ES256":
+            key = serialization.load_der_private_key(raw, password=None)
+            if not isinstance(key, ec.EllipticCurvePrivateKey):
+                raise ClientError("the state file's ES256 key is not an EC key")
+            return cls(algorithm, key)
+        return cls("Ed25519", Ed25519PrivateKey.from_private_bytes(raw))
+
+    def public(self) -> str:
+        """base64 of the raw public key: 32 bytes, or the uncompressed P-256 point."""
+        if isinstance(self.key, ec.EllipticCurvePrivateKey):
+            raw = self.key.public_key().public_bytes(
+                serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+            )
+        else:
+            raw = self.key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        return base64.b64encode(raw).decode()
+
+    def private(self) -> str:
+        if isinstance(self.key, ec.EllipticCurvePrivateKey):
+            raw = self.key.private_bytes(
+                serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        else:
+            raw = self.key.private_bytes(
+                serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+            )
+        return base64.b64encode(raw).decode()
+
+    def sign(self, message: bytes) -> str:
+        if isinstance(self.key, ec.EllipticCurvePrivateKey):
+            r, s = decode_dss_signature(self.key.sign(message, ec.ECDSA(hashes.SHA256())))
+            return base64.b64encode(r.to_bytes(32, "big") + s.to_bytes(32, "big")).decode()
+        return base64.b64encode(self.key.sign(message)).decode()
 
 
 class ClientError(Exception):
@@ -48,29 +103,26 @@ class AppClient:
             raise ClientError(f"cannot read state file {self.path}: {exc}") from exc
 
     # -- enrollment -------------------------------------------------------------------------
-    def enroll(self, uri: str, name: str = "Reference App", platform: str = "CLI") -> dict:
+    def enroll(self, uri: str, name: str = "Reference App", platform: str = "CLI", algorithm: str = "Ed25519") -> dict:
         server, _, ticket = uri.partition("/app/enroll/")
         if not ticket:
             raise ClientError("not a bind QR of the 邮箱安全 App (expected …/app/enroll/<ticket>)")
-        key = Ed25519PrivateKey.generate()
-        public = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-        proof = base64.b64encode(key.sign(f"enroll\n{ticket}".encode())).decode()
+        key = DeviceKey.generate(algorithm)
         body = {
             "ticket": ticket,
-            "public_key": base64.b64encode(public).decode(),
+            "algorithm": key.algorithm,
+            "public_key": key.public(),
             "name": name,
             "platform": platform,
-            "proof": proof,
+            "proof": key.sign(f"enroll\n{ticket}".encode()),
         }
         result = self._send("POST", server, f"{API}/enroll", body, signed=False)
-        private = key.private_bytes(
-            serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
-        )
         self.state = {
             "server": server,
             "device_id": result["device_id"],
             "account": result["account"],
-            "private_key": base64.b64encode(private).decode(),
+            "algorithm": key.algorithm,
+            "private_key": key.private(),
             "totp_secret": result["totp_secret"],
         }
         self._save()
@@ -119,14 +171,14 @@ class AppClient:
         headers = {"Content-Type": "application/json"} if body is not None else {}
         if signed:
             timestamp, nonce = str(int(time.time())), secrets.token_urlsafe(16)
-            key = Ed25519PrivateKey.from_private_bytes(base64.b64decode(self._need("private_key")))
+            key = DeviceKey.load(self.state.get("algorithm", "Ed25519"), self._need("private_key"))
             signature = key.sign(signing_input(method, path, timestamp, nonce, data))
             headers.update(
                 {
                     "X-Device-Id": self._need("device_id"),
                     "X-Timestamp": timestamp,
                     "X-Nonce": nonce,
-                    "X-Signature": base64.b64encode(signature).decode(),
+                    "X-Signature": signature,
                 }
             )
         try:
@@ -163,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     enroll.add_argument("uri")
     enroll.add_argument("--name", default="Reference App")
     enroll.add_argument("--platform", default="CLI")
+    enroll.add_argument("--algorithm", choices=sorted(ALGORITHMS), default="ed25519", help="the device key's kind")
     commands.add_parser("codes", help="print the current 6-digit code")
     commands.add_parser("pending", help="pending push challenges, one JSON object per line")
     approve = commands.add_parser("approve", help="approve a push challenge")
@@ -179,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         client = AppClient(args.state)
         if args.command == "enroll":
-            result = client.enroll(args.uri, args.name, args.platform)
+            result = client.enroll(args.uri, args.name, args.platform, ALGORITHMS[args.algorithm])
             print(f"enrolled {result['account']} as device {result['device_id']}")
         elif args.command == "codes":
             code, remaining = client.code()

@@ -10,13 +10,14 @@ import click
 from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
 
-from portal import directory, migrations
+from portal import directory, migrations, vapid
 from portal.db import db
 from portal.services import accounts, audit, demo, doctor, housekeeping, policy
 from portal.services.errors import DomainError
 
 user_cli = AppGroup("user", help="Manage mail accounts.")
 policy_cli = AppGroup("policy", help="Show or change the 2FA policy.")
+push_cli = AppGroup("push", help="Web Push to the 邮箱安全 App.")
 
 
 def init_app(app: Flask) -> None:
@@ -25,6 +26,7 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(demo_command)
     app.cli.add_command(user_cli)
     app.cli.add_command(policy_cli)
+    app.cli.add_command(push_cli)
     app.cli.add_command(wechat_stub)
     app.cli.add_command(dev_ldap)
     app.cli.add_command(audit_command)
@@ -193,6 +195,14 @@ def policy_set(key: str, value: str) -> None:
     (on|off) or trusted_networks (CIDRs whose logins skip the second step, e.g. 10.0.0.0/8; '' for none)."""
     _run(lambda: policy.set_value(key, value))
     click.echo(f"{key}={_run(lambda: policy.get(key))}")
+
+
+@push_cli.command("keys")
+def push_keys() -> None:
+    """Make a new VAPID key pair: the PORTAL_VAPID_PRIVATE_KEY line to configure, and its public key."""
+    private = vapid.new_private_key()
+    click.echo(f"PORTAL_VAPID_PRIVATE_KEY={private}")
+    click.echo(f"# VAPID public key (the App reads it from /api/app/v1/push-key): {vapid.public_key(private)}")
 
 
 @click.command("wechat-stub")

@@ -75,6 +75,14 @@ DEFAULTS: dict[str, object] = {
     "SMS_TEMPLATE": "",  # Aliyun TemplateCode / Tencent TemplateId; one variable: the code
     "SMS_APP_ID": "",  # Tencent SmsSdkAppId
     "SMS_TIMEOUT": 5,  # seconds (fractions allowed) for the provider's whole answer; connecting ≤ 3 s of it
+    # Web Push to the 邮箱安全 App (portal/services/web_push.py). The key: the raw P-256 private key in
+    # base64url (as py-vapid writes it; `flask --app wsgi push keys` makes one) or a PEM; "" = no pushes
+    # (the App polls while open). Development generates one and keeps it in instance/secrets.json.
+    "VAPID_PRIVATE_KEY": "",
+    # Who push services may contact about our pushes: mailto:ADDRESS or https://HOST (no port, no path,
+    # as py-vapid checks). "" = https://<host of PORTAL_PUBLIC_URL> when that is https, else
+    # mailto:postmaster@localhost (valid, but nobody reads it: set a real address in production).
+    "VAPID_SUBJECT": "",
 }
 # Keys whose variable is not PORTAL_<key> (Flask itself reads SESSION_COOKIE_DOMAIN for its own cookie).
 ENVIRONMENT_NAMES = {"SHARED_COOKIE_DOMAIN": "PORTAL_SESSION_COOKIE_DOMAIN"}
@@ -154,6 +162,7 @@ def load(overrides: dict | None = None, environ: dict | None = None) -> dict[str
 def ensure_secrets(config: dict, instance_path: str) -> None:
     """Production needs real secrets; development keeps generated ones under instance/."""
     check_sms(config)
+    _ensure_vapid(config, instance_path)
     missing = [key for key in SECRET_KEYS if not config.get(key)]
     if not missing:
         _check_strength(config)
@@ -161,14 +170,45 @@ def ensure_secrets(config: dict, instance_path: str) -> None:
     if config["ENV"] == "production":
         names = ", ".join(f"PORTAL_{key}" for key in missing)
         raise ConfigError(f"refusing to start in production without {names}")
+    _keep_generated(config, instance_path, {key: lambda: secrets.token_urlsafe(32) for key in missing})
+
+
+def _keep_generated(config: dict, instance_path: str, makers: dict) -> None:
+    """Development: each key from instance/secrets.json, made (and kept there) the first time."""
     path = Path(instance_path) / "secrets.json"
     stored = json.loads(path.read_text()) if path.exists() else {}
-    for key in missing:
-        stored.setdefault(key, secrets.token_urlsafe(32))
+    for key, make in makers.items():
+        if key not in stored:
+            stored[key] = make()
         config[key] = stored[key]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(stored))
     path.chmod(0o600)
+
+
+def _ensure_vapid(config: dict, instance_path: str) -> None:
+    """A well-formed VAPID key (or none: no pushes) and subject; development makes its own key, kept
+    under instance/ so that every gunicorn worker signs with the one key the Apps subscribed with."""
+    from portal import vapid  # cryptography and py-vapid, only when the app is built
+
+    if not str(config.get("VAPID_PRIVATE_KEY") or "").strip() and config["ENV"] == "development":
+        _keep_generated(config, instance_path, {"VAPID_PRIVATE_KEY": vapid.new_private_key})
+    raw = str(config.get("VAPID_PRIVATE_KEY") or "").strip()
+    config["VAPID_PRIVATE_KEY"] = raw
+    if raw:
+        try:
+            vapid.load(raw)
+        except ValueError as exc:
+            raise ConfigError(f"PORTAL_VAPID_PRIVATE_KEY: {exc}") from exc
+    subject = str(config.get("VAPID_SUBJECT") or "").strip()
+    if not subject:
+        public = urlsplit(str(config["PUBLIC_URL"]))
+        subject = f"https://{public.hostname}" if public.scheme == "https" and public.hostname else vapid.NOBODY
+    if not vapid.valid_subject(subject):
+        raise ConfigError(
+            f"PORTAL_VAPID_SUBJECT must be mailto:ADDRESS or https://HOST (no port or path), got {subject!r}"
+        )
+    config["VAPID_SUBJECT"] = subject
 
 
 def _check_strength(config: dict) -> None:

@@ -60,6 +60,17 @@ def _single_sign_on_schema() -> None:
     _create(models.OAuthClient, models.OAuthCode, models.OAuthToken)()
 
 
+def _app_web_schema() -> None:
+    """ECDSA P-256 device keys beside Ed25519 (an 88-character key, the algorithm); Web Push subscriptions."""
+    _add_missing_columns(models.Device)
+    if isinstance(db.obj, peewee.PostgresqlDatabase):  # SQLite does not enforce a VARCHAR's length
+        migrator = SchemaMigrator.from_database(db.obj)
+        migrate(
+            migrator.alter_column_type(models.Device._meta.table_name, "public_key", peewee.CharField(max_length=128))
+        )
+    _create(models.PushSubscription)()
+
+
 # Append new migrations here; never edit one that has shipped. Tables are created from the
 # current models (safe=True), so later migrations add what older databases lack.
 MIGRATIONS: list[tuple[int, str, Callable[[], None]]] = [
@@ -94,6 +105,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[], None]]] = [
     (10, "动态口令 hardware tokens", _create(models.HardwareToken)),
     (11, "安全密钥 (WebAuthn credentials)", _create(models.SecurityKey)),
     (12, "短信 codes beside mailed ones: the channel of a sent code", lambda: _add_missing_columns(models.MailedCode)),
+    (13, "邮箱安全 App as a web app: ECDSA P-256 device keys; Web Push subscriptions", _app_web_schema),
 ]
 
 

@@ -226,14 +226,16 @@ class Ticket(BaseModel):
 
 
 class Device(BaseModel):
-    """An enrolled 邮箱安全 App; its Ed25519 key signs every request it makes.
+    """An enrolled 邮箱安全 App; its key (Ed25519 or ECDSA P-256) signs every request it makes.
 
     It acts for its user only while a Factor(method="app") names its device_id.
     """
 
     device_id = pw.CharField(max_length=64, unique=True)
     user = pw.ForeignKeyField(User, on_delete="CASCADE")
-    public_key = pw.CharField(max_length=64)  # base64 of the raw 32-byte Ed25519 key
+    # base64 of the raw key: 32 bytes (Ed25519, 44 characters) or the uncompressed P-256 point (65 bytes, 88)
+    public_key = pw.CharField(max_length=128)
+    algorithm = pw.CharField(max_length=16, default="Ed25519")  # Ed25519 | ES256
     name = pw.CharField(max_length=100, default="")
     platform = pw.CharField(max_length=100, default="")
     created_at = pw.DateTimeField(default=utcnow)
@@ -241,10 +243,21 @@ class Device(BaseModel):
 
 
 class DeviceSignature(BaseModel):
-    """Signatures already accepted: a captured request cannot be replayed."""
+    """Signed requests already accepted (sha256 of device id and signing input): none is accepted twice."""
 
     signature_hash = pw.CharField(max_length=64, unique=True)
     created_at = pw.DateTimeField(default=utcnow, index=True)
+
+
+class PushSubscription(BaseModel):
+    """Where the push service of an App's browser takes Web Pushes (RFC 8030); one per device."""
+
+    device = pw.ForeignKeyField(Device, unique=True, on_delete="CASCADE")
+    endpoint = pw.CharField(max_length=1000)
+    p256dh = pw.CharField(max_length=100)  # base64url of the browser's P-256 point (RFC 8291 ua_public)
+    auth = pw.CharField(max_length=32)  # base64url of its 16-byte authentication secret
+    created_at = pw.DateTimeField(default=utcnow)
+    updated_at = pw.DateTimeField(default=utcnow)
 
 
 class CacheEntry(BaseModel):
@@ -427,4 +440,5 @@ ALL_MODELS = [
     RecoveryCode,
     HardwareToken,
     SecurityKey,
+    PushSubscription,
 ]

@@ -1,14 +1,15 @@
 """The 邮箱安全 App's side: enrollment, signed requests, push challenges, QR approval, removal.
 
-Every request after enrollment is signed with the device's Ed25519 key over
-``METHOD\\nPATH\\nTIMESTAMP\\nNONCE\\nSHA256(body)``; timestamps more than 60 s off are refused
-and an accepted signature can never be used again (unique row per signature). The random nonce
+Every request after enrollment is signed with the device's key (Ed25519, or ECDSA P-256 as
+WebCrypto makes it: see ``device_keys``) over ``METHOD\\nPATH\\nTIMESTAMP\\nNONCE\\nSHA256(body)``;
+timestamps more than 60 s off are refused and a signed request is accepted once: the one-use row is
+keyed by a hash of the device id and that signing input, never by the signature, whose bytes are
+not unique (an ECDSA signature (r, s) has a twin (r, n−s); base64 has spare bits). The random nonce
 keeps two identical requests in the same second apart.
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import secrets
 import time
@@ -16,13 +17,11 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import peewee
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from portal import crypto
 from portal.db import db
 from portal.models import Device, DeviceSignature, Factor, Ticket, User, utcnow
-from portal.services import factors, otp, tickets
+from portal.services import device_keys, factors, otp, tickets, web_push
 from portal.services.client import Client
 from portal.services.errors import Conflict, Expired, InvalidCredentials, InvalidInput, NotAllowed, NotFound
 
@@ -47,11 +46,18 @@ def signing_input(method: str, path: str, timestamp: str, nonce: str, body: byte
 
 
 def enroll(
-    ticket_token: str, public_key: str, name: str, platform: str, proof: str, client: Client | None = None
+    ticket_token: str,
+    public_key: str,
+    name: str,
+    platform: str,
+    proof: str,
+    client: Client | None = None,
+    algorithm: object = None,
 ) -> dict:
     """Bind this App to the account of a bind ticket; ``proof`` signs the ticket with the new key."""
-    key = _public_key(public_key)
-    _check_signature(key, proof, f"enroll\n{ticket_token}".encode())
+    algorithm = device_keys.algorithm(algorithm)
+    key = device_keys.public_key(algorithm, public_key)
+    device_keys.verify(key, proof, f"enroll\n{ticket_token}".encode())
     name, platform = _label(name, 60), _label(platform, 60)
     ticket = tickets.by_token(ticket_token, METHOD)
     if ticket.purpose != "bind":
@@ -70,10 +76,19 @@ def enroll(
             external_id=device_id,
             secret=crypto.encrypt(secret),
         )
-        Device.create(device_id=device_id, user=ticket.user_id, public_key=public_key, name=name, platform=platform)
+        Device.create(
+            device_id=device_id,
+            user=ticket.user_id,
+            public_key=public_key,
+            algorithm=algorithm,
+            name=name,
+            platform=platform,
+        )
     return {
         "device_id": device_id,
         "account": ticket.user.account,
+        "name": ticket.user.name,
+        "vapid_public_key": web_push.public_key(),
         "totp_secret": secret,
         "period": otp.PERIOD,
         "digits": otp.DIGITS,
@@ -94,9 +109,9 @@ def authenticate(request: SignedRequest) -> Device:
     if not 16 <= len(request.nonce) <= 64:
         raise InvalidCredentials("缺少随机数", code="bad_nonce")
     message = signing_input(request.method, request.path, request.timestamp, request.nonce, request.body)
-    _check_signature(_public_key(device.public_key), request.signature, message)
-    # The decoded bytes, not the text: base64 has spare bits, so one signature has several spellings.
-    digest = hashlib.sha256(base64.b64decode(request.signature)).hexdigest()
+    device_keys.verify(device_keys.public_key(device.algorithm, device.public_key), request.signature, message)
+    # What was signed, not the signature: its bytes and their spellings are not unique (module docstring).
+    digest = hashlib.sha256(device.device_id.encode() + b"\n" + message).hexdigest()
     try:
         with db.atomic():
             DeviceSignature.create(signature_hash=digest)
@@ -115,6 +130,7 @@ def pending(device: Device) -> list[dict]:
             "id": ticket.id,
             "purpose": ticket.purpose,
             "account": ticket.user.account,
+            "name": ticket.user.name,
             "request": tickets.describe(ticket),
             "choices": [int(n) for n in ticket.choices.split(",") if n],
             "expires_in": tickets.expires_in(ticket),
@@ -143,12 +159,21 @@ def deny(device: Device, challenge_id: int, reason: str, client: Client | None =
     return {"state": ticket.state, "purpose": ticket.purpose}
 
 
+def preview_scan(device: Device, ticket_token: str) -> dict:
+    """扫码登录: what the App shows about a scanned login / unbind / 修改 / verify QR before approving it."""
+    ticket = _scanned(device, ticket_token)
+    return {
+        "purpose": ticket.purpose,
+        "account": ticket.user.account,
+        "name": ticket.user.name,
+        "request": tickets.describe(ticket),
+        "expires_in": tickets.expires_in(ticket),
+    }
+
+
 def approve_scan(device: Device, ticket_token: str, trust_device: bool, client: Client | None = None) -> dict:
     """The App scanned a QR on the web page (扫二维码): approve that login / unbind / 修改."""
-    ticket = tickets.by_token(ticket_token, METHOD)
-    if ticket.purpose == "bind" or ticket.channel != "qr":
-        raise InvalidInput("该二维码不能用于授权", code="wrong_purpose")
-    _check_owner(ticket, device)
+    ticket = _scanned(device, ticket_token)
     tickets.decide(ticket, device.device_id, approve=True, trust_device=trust_device and ticket.purpose == "login")
     tickets.record(ticket, f"app_{ticket.purpose}_approved", "ok", client, detail="qr")
     return {"state": ticket.state, "purpose": ticket.purpose}
@@ -176,6 +201,15 @@ def _challenge(device: Device, challenge_id: int) -> Ticket:
     return ticket
 
 
+def _scanned(device: Device, ticket_token: str) -> Ticket:
+    """The QR ticket the App scanned, if it is one this device may approve."""
+    ticket = tickets.by_token(ticket_token, METHOD)
+    if ticket.purpose == "bind" or ticket.channel != "qr":
+        raise InvalidInput("该二维码不能用于授权", code="wrong_purpose")
+    _check_owner(ticket, device)
+    return ticket
+
+
 def _deny(ticket: Ticket, device: Device, reason: str, client: Client | None) -> None:
     tickets.decide(ticket, device.device_id, approve=False, deny_reason=reason)
     outcome = "not_me" if reason == tickets.NOT_ME else "denied"
@@ -190,21 +224,6 @@ def _check_owner(ticket: Ticket, device: Device) -> None:
 
 def _is_bound(device: Device) -> bool:
     return Factor.holding(METHOD, device.device_id).where(Factor.user == device.user_id).exists()
-
-
-def _public_key(encoded: str) -> Ed25519PublicKey:
-    try:
-        raw = base64.b64decode(encoded, validate=True)
-        return Ed25519PublicKey.from_public_bytes(raw)
-    except (ValueError, TypeError) as exc:
-        raise InvalidInput("公钥无效", code="invalid_key") from exc
-
-
-def _check_signature(key: Ed25519PublicKey, signature: str, message: bytes) -> None:
-    try:
-        key.verify(base64.b64decode(signature or "", validate=True), message)
-    except (InvalidSignature, ValueError, TypeError) as exc:
-        raise InvalidCredentials("签名无效", code="bad_signature") from exc
 
 
 def _label(value: object, limit: int) -> str:

@@ -13,7 +13,7 @@ from datetime import timedelta
 
 from portal.db import db
 from portal.models import LoginSession, Ticket, User, utcnow
-from portal.services import factors, login, sessions, throttle, tickets
+from portal.services import factors, login, sessions, throttle, tickets, web_push
 from portal.services.client import Client
 from portal.services.errors import DomainError, NotAllowed, Throttled
 from portal.services.tickets import NewTicket
@@ -136,7 +136,9 @@ def push(
     if tickets.open_pushes(user).count() >= PUSH_OPEN_LIMIT:
         raise Throttled("待处理的授权请求过多,请先在 App 中处理,或使用验证码", retry_after=120, code="rate_limited")
     throttle.spend("push", user.account, client.ip, *PUSHES_PER_WINDOW, what="发送授权请求")
-    return tickets.create(session, user, "app", purpose, client, target=target, channel="push")
+    new = tickets.create(session, user, "app", purpose, client, target=target, channel="push")
+    web_push.notify(new.ticket)  # queued: the request does not wait for the push service
+    return new
 
 
 def progress(session: LoginSession, ticket_id: int, client: Client) -> Progress:

@@ -5,11 +5,12 @@ from __future__ import annotations
 from flask import Blueprint, g, jsonify, request
 
 from portal import json_api
-from portal.services import app_devices
+from portal.services import app_devices, web_push
 from portal.services.errors import InvalidInput
 
 bp = Blueprint("app_api", __name__, url_prefix="/api/app/v1")
 SIGNED_HEADERS = ("X-Device-Id", "X-Timestamp", "X-Nonce", "X-Signature")
+UNSIGNED = {"app_api.enroll", "app_api.push_key"}  # before the App has a key, or public anyway
 
 
 json_api.use_envelope(bp)
@@ -17,8 +18,8 @@ json_api.use_envelope(bp)
 
 @bp.before_request
 def _authenticate():
-    """Every route but enrollment needs a valid signature from an enrolled device."""
-    if request.endpoint == "app_api.enroll":
+    """Every route but enrollment and the push key needs a valid signature from an enrolled device."""
+    if request.endpoint in UNSIGNED:
         return
     device_id, timestamp, nonce, signature = (request.headers.get(name, "") for name in SIGNED_HEADERS)
     g.device = app_devices.authenticate(
@@ -37,10 +38,26 @@ def _text(body: dict, key: str) -> str:
 
 @bp.post("/enroll")
 def enroll():
-    ticket, key, name, platform, proof = (
-        _text(json_api.body(), k) for k in ("ticket", "public_key", "name", "platform", "proof")
-    )
-    return jsonify(app_devices.enroll(ticket, key, name, platform, proof, g.client))
+    body = json_api.body()
+    ticket, key, name, platform, proof = (_text(body, k) for k in ("ticket", "public_key", "name", "platform", "proof"))
+    return jsonify(app_devices.enroll(ticket, key, name, platform, proof, g.client, body.get("algorithm")))
+
+
+@bp.get("/push-key")
+def push_key():
+    return jsonify(vapid_public_key=web_push.public_key())
+
+
+@bp.put("/push-subscription")
+def subscribe():
+    web_push.subscribe(g.device, json_api.body())
+    return jsonify(subscribed=True)
+
+
+@bp.delete("/push-subscription")
+def unsubscribe():
+    web_push.unsubscribe(g.device)
+    return jsonify(subscribed=False)
 
 
 @bp.get("/challenges")
@@ -56,6 +73,11 @@ def approve(challenge_id: int):
 @bp.post("/challenges/<int(max=2147483647):challenge_id>/deny")
 def deny(challenge_id: int):
     return jsonify(app_devices.deny(g.device, challenge_id, _text(json_api.body(), "reason"), g.client))
+
+
+@bp.get("/tickets/<ticket>")
+def preview_ticket(ticket: str):
+    return jsonify(app_devices.preview_scan(g.device, ticket))
 
 
 @bp.post("/tickets/<ticket>/approve")

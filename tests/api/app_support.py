@@ -18,8 +18,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from flask import Flask
 from werkzeug.serving import WSGIRequestHandler, make_server
 
@@ -35,7 +37,36 @@ API = "/api/app/v1"
 ENROLL_MARK, SCAN_MARK = "/app/enroll/", "/app/t/"
 
 
-def raw_public_key(key: Ed25519PrivateKey) -> bytes:
+P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+
+
+class P256Key:
+    """An ECDSA P-256 device key as WebCrypto uses it: raw public point, raw r||s signatures (ES256)."""
+
+    algorithm = "ES256"
+
+    def __init__(self) -> None:
+        self.private = ec.generate_private_key(ec.SECP256R1())
+
+    def raw_public(self) -> bytes:
+        return self.private.public_key().public_bytes(
+            serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+        )
+
+    def sign(self, message: bytes) -> bytes:
+        r, s = decode_dss_signature(self.private.sign(message, ec.ECDSA(hashes.SHA256())))
+        return r.to_bytes(32, "big") + s.to_bytes(32, "big")
+
+
+def malleated(signature: bytes) -> bytes:
+    """The other valid ECDSA signature of the same message: (r, s) → (r, n − s)."""
+    r, s = signature[:32], int.from_bytes(signature[32:], "big")
+    return r + (P256_ORDER - s).to_bytes(32, "big")
+
+
+def raw_public_key(key: Ed25519PrivateKey | P256Key) -> bytes:
+    if isinstance(key, P256Key):
+        return key.raw_public()
     return key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 
 
@@ -62,7 +93,7 @@ class AppDevice:
     """One phone with the 邮箱安全 App, talking to the portal through a Flask test client."""
 
     client: object
-    key: Ed25519PrivateKey = field(default_factory=Ed25519PrivateKey.generate)
+    key: Ed25519PrivateKey | P256Key = field(default_factory=Ed25519PrivateKey.generate)
     device_id: str = ""
     totp_secret: str = ""
     account: str = ""
@@ -70,6 +101,11 @@ class AppDevice:
     def on(self, client) -> AppDevice:
         """The same device (key, id, seed) over another test client, e.g. in another thread."""
         return AppDevice(client, self.key, self.device_id, self.totp_secret, self.account)
+
+    @classmethod
+    def es256(cls, client) -> AppDevice:
+        """A phone whose App made an ECDSA P-256 key (WebCrypto without Ed25519)."""
+        return cls(client, P256Key())
 
     # -- enrollment -------------------------------------------------------------------------
     def enroll_body(self, ticket: str, name: str = "EML-AL00", platform: str = "Android", **overrides) -> dict:
@@ -80,6 +116,8 @@ class AppDevice:
             "platform": platform,
             "proof": b64(self.key.sign(f"enroll\n{ticket}".encode())),
         }
+        if isinstance(self.key, P256Key):
+            body["algorithm"] = "ES256"
         body.update(overrides)
         return body
 
@@ -99,7 +137,7 @@ class AppDevice:
         body: bytes = b"",
         timestamp: str | None = None,
         nonce: str | None = None,
-        key: Ed25519PrivateKey | None = None,
+        key: Ed25519PrivateKey | P256Key | None = None,
     ) -> dict[str, str]:
         """The four headers of a request signed by this device (or by ``key``)."""
         timestamp = str(int(time.time())) if timestamp is None else timestamp
@@ -138,6 +176,12 @@ class AppDevice:
     def scan(self, qr: str, trust_device: bool = False):
         return self.call("POST", f"/tickets/{token_in(qr)}/approve", {"trust_device": trust_device})
 
+    def preview(self, qr: str):
+        return self.call("GET", f"/tickets/{token_in(qr)}")
+
+    def subscribe(self, subscription: dict):
+        return self.call("PUT", "/push-subscription", subscription)
+
     def remove(self):
         return self.call("DELETE", "/device")
 
@@ -163,9 +207,11 @@ def app_ticket(
     )
 
 
-def enrolled(client, user: User, name: str = "EML-AL00", platform: str = "Android") -> AppDevice:
+def enrolled(
+    client, user: User, name: str = "EML-AL00", platform: str = "Android", algorithm: str = "Ed25519"
+) -> AppDevice:
     """A new App enrolled for ``user`` from a bind QR of a fresh full browser session."""
-    device = AppDevice(client)
+    device = AppDevice.es256(client) if algorithm == "ES256" else AppDevice(client)
     response = device.enroll(app_ticket(browser_session(user), "bind").token, name, platform)
     assert response.status_code == 200, response.get_data(as_text=True)
     return device

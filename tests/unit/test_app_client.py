@@ -376,3 +376,53 @@ def test_cli_corrupt_state_file_is_a_one_line_error(state):
 def test_cli_usage_errors_exit_2(state):
     assert cli(state, "approve", "not-a-number").returncode == 2
     assert cli(state, "fly").returncode == 2
+    assert cli(state, "enroll", "http://x/app/enroll/t", "--algorithm", "rsa").returncode == 2
+
+
+# --- ECDSA P-256 keys (--algorithm es256) -------------------------------------------------------
+
+
+def test_enroll_with_a_p256_key_and_sign_every_call(live, browser, user, state):
+    app = AppClient(state)
+    result = app.enroll(open_bind_qr(browser, user)[0], algorithm="ES256")
+
+    saved = json.loads(state.read_text())
+    assert saved["algorithm"] == "ES256"
+    device = Device.get(Device.device_id == result["device_id"])
+    assert device.algorithm == "ES256" and len(device.public_key) == 88
+
+    page = at_second_step(browser, user)
+    (challenge,) = app.pending()
+    number = int(attr(page, "data-match-number"))
+    assert app.approve(challenge["id"], number) == {"state": "approved", "purpose": "login"}
+    assert logged_in_by(browser, push_poll(page))
+
+    url, poll = qr_and_poll(at_second_step(browser, user, "?method=app&mode=qr"))
+    assert AppClient(state).scan(url) == {"state": "approved", "purpose": "login"}  # the key read back
+    assert logged_in_by(browser, poll)
+    assert app.remove() == {"removed": True}
+
+
+def test_a_state_file_without_an_algorithm_is_ed25519(live, browser, user, state):
+    """State files written before ES256 existed keep working."""
+    AppClient(state).enroll(open_bind_qr(browser, user)[0])
+    saved = json.loads(state.read_text())
+    assert saved.pop("algorithm") == "Ed25519"
+    state.write_text(json.dumps(saved))
+    assert AppClient(state).pending() == []
+
+
+def test_cli_enroll_es256_deny_scan_remove(live, browser, user, state):
+    out = ok(cli(state, "enroll", open_bind_qr(browser, user)[0], "--algorithm", "es256"))
+    assert out.startswith(f"enrolled {user.account} as device dev_")
+    assert json.loads(state.read_text())["algorithm"] == "ES256"
+    assert Device.get().algorithm == "ES256"
+
+    at_second_step(browser, user)
+    challenge = json.loads(ok(cli(state, "pending")).splitlines()[0])
+    assert json.loads(ok(cli(state, "deny", str(challenge["id"])))) == {"state": "denied", "purpose": "login"}
+
+    url, poll = qr_and_poll(browser.get(f"{VERIFY}?method=app&mode=qr"))
+    assert json.loads(ok(cli(state, "scan", url))) == {"state": "approved", "purpose": "login"}
+    assert logged_in_by(browser, poll)
+    assert json.loads(ok(cli(state, "remove"))) == {"removed": True}
