@@ -259,3 +259,32 @@ def test_unbind_by_push(live_server, page, new_phone, problems):
     log_out(page)
     log_in(page, account)
     expect_welcome(page)  # no factor left: the password is enough
+
+
+def test_remove_in_the_app_unbinds_it_on_the_web(live_server, page, new_phone):
+    """移除 in the App (after its confirmation) unbinds the App factor on the portal too, like 解绑."""
+    phone = new_phone()
+    account = live_server.create_user("apphal@mail.xamd.edu.cn", totp=False)
+    log_in(page, account)
+    open_twofa_settings(page)
+    bind_app(page, phone, account, live_server.url)
+
+    row = phone.account_row(account)
+    row.get_by_role("button", name="移除").click()
+    confirm = phone.page.get_by_role("dialog", name="移除帐号")
+    expect(confirm).to_contain_text(account)
+    confirm.get_by_role("button", name="取消").click()
+    phone.expect_listed(account)  # 取消 keeps it
+
+    row.get_by_role("button", name="移除").click()
+    phone.page.screenshot(path=str(SCREENSHOTS / "e2e-app-remove.png"))
+    confirm.get_by_role("button", name="确定移除").click()
+    phone.expect_result(f"已移除 {account}")
+    phone.expect_not_listed(account)
+    # What proved the user changed: the web sessions ended too (invariant 14); the password is enough now.
+    page.reload()
+    expect(page.get_by_role("heading", name="邮箱登录")).to_be_visible()
+    log_in(page, account)
+    expect_welcome(page)
+    open_twofa_settings(page)
+    expect_app_unbound(page)
