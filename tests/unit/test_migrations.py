@@ -62,3 +62,39 @@ def test_migration_6_keys_existing_wechat_users_by_the_configured_appid(ctx, app
     # The same openid of another mini-program is another person now.
     WeChatUser.create(appid="wxnew0000000000002", openid="o-old")
     assert WeChatUser.select().where(WeChatUser.openid == "o-old").count() == 2
+
+
+def test_migration_13_widens_device_keys_and_keeps_ed25519_devices(ctx, user):
+    """A release-12 database: Device.public_key VARCHAR(64), no algorithm, no push subscriptions."""
+    import base64
+
+    import peewee
+    from playhouse.migrate import SchemaMigrator, migrate
+
+    from portal.models import Device, PushSubscription
+
+    table = Device._meta.table_name
+    PushSubscription.drop_table()
+    migrator = SchemaMigrator.from_database(db.obj)
+    migrate(migrator.drop_column(table, "algorithm"))
+    if isinstance(db.obj, PostgresqlDatabase):
+        migrate(migrator.alter_column_type(table, "public_key", peewee.CharField(max_length=64)))
+    SchemaVersion.delete().where(SchemaVersion.version == 13).execute()
+    old_key = base64.b64encode(b"k" * 32).decode()
+    db.execute_sql(
+        f'INSERT INTO "{table}" (device_id, user_id, public_key, name, platform, created_at, last_seen_at) '
+        "VALUES ('dev_old', %s, %s, '', '', '2026-01-01', '2026-01-01')".replace("%s", db.obj.param),
+        (user.id, old_key),
+    )
+
+    assert migrations.upgrade() == [f"13: {migrations.MIGRATIONS[12][1]}"]
+
+    old = Device.get(Device.device_id == "dev_old")
+    assert (old.algorithm, old.public_key) == ("Ed25519", old_key)
+    p256 = base64.b64encode(b"\x04" + b"p" * 64).decode()
+    assert len(p256) == 88
+    Device.create(device_id="dev_new", user=user, public_key=p256, algorithm="ES256")  # fits on PostgreSQL too
+    assert Device.get(Device.device_id == "dev_new").public_key == p256
+    assert PushSubscription.table_exists()
+    columns = {c.name: c for c in db.get_columns(table)}
+    assert "algorithm" in columns
