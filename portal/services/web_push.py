@@ -11,9 +11,11 @@ subscription, so it is deleted here too; other failures are logged and dropped (
 from __future__ import annotations
 
 import concurrent.futures
+import ipaddress
 import json
 import logging
 import os
+import socket
 import threading
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -53,6 +55,7 @@ class Delivery:
     ttl: int
     private_key: str
     subject: str
+    public_only: bool  # production: only to push services on the internet (the endpoint comes from a device)
 
 
 def enabled() -> bool:
@@ -104,7 +107,8 @@ def notify(ticket: Ticket) -> int:
         config, app = current_app.config, current_app._get_current_object()
         payload = json.dumps({"challenge": ticket.id})
         for row in rows:
-            delivery = Delivery(*row, payload, ttl, str(config["VAPID_PRIVATE_KEY"]), str(config["VAPID_SUBJECT"]))
+            keys = str(config["VAPID_PRIVATE_KEY"]), str(config["VAPID_SUBJECT"])
+            delivery = Delivery(*row, payload, ttl, *keys, public_only=config["ENV"] == "production")
             _submit(app, delivery)
         return len(rows)
     except Exception:  # a push is a courtesy: the challenge stands and the App polls
@@ -139,7 +143,10 @@ def _finished(future: concurrent.futures.Future) -> None:
 
 def _send(app: Flask, delivery: Delivery) -> None:
     """In a worker thread: send one push; forget a subscription its push service no longer knows."""
-    host = urlsplit(delivery.endpoint).hostname
+    host = urlsplit(delivery.endpoint).hostname or ""
+    if delivery.public_only and not _on_the_internet(host):
+        log.warning("web push to %s refused: not a public address", host)
+        return
     try:
         webpush(
             subscription_info={
@@ -177,6 +184,16 @@ def _forget(app: Flask, delivery: Delivery) -> None:
                     db.close()
     except Exception:
         log.warning("push subscription %s not deleted", delivery.subscription_id, exc_info=True)
+
+
+def _on_the_internet(host: str) -> bool:
+    """Every address of ``host`` is a global one: a device cannot aim the portal's POSTs at the
+    campus network or the portal's own host (push services are public: FCM, Apple, Mozilla, Microsoft)."""
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(host, 443, proto=socket.IPPROTO_TCP)}
+        return bool(addresses) and all(ipaddress.ip_address(a.split("%")[0]).is_global for a in addresses)
+    except (OSError, ValueError, UnicodeError):
+        return False
 
 
 def _check_endpoint(endpoint: str) -> None:

@@ -303,3 +303,25 @@ def test_without_a_vapid_key_nothing_is_sent(ctx, app, user, device, push_stub):
     assert web_push.wait(10)
     assert push_stub.answered == []
     assert app.test_client().get(f"{API}/push-key").get_json() == {"vapid_public_key": None}
+
+
+def test_production_pushes_only_to_push_services_on_the_internet(app, ctx, user, device, push_stub, caplog):
+    """The endpoint comes from a device: in production the portal never POSTs to a loopback, campus or
+    link-local address with it (the stub is on 127.0.0.1)."""
+    device.subscribe(push_stub.subscribe().json)
+    app.config["ENV"] = "production"
+    with caplog.at_level(logging.WARNING, logger="portal.services.web_push"):
+        send_push(user)
+        assert web_push.wait(10)
+    assert push_stub.received == []
+    assert any("not a public address" in r.getMessage() for r in caplog.records)
+    assert len(subscriptions()) == 1  # kept: the address may be public again later
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "10.1.2.3", "169.254.169.254", "::1", "no-such-host.invalid"])
+def test_non_public_push_hosts_are_refused(host):
+    assert web_push._on_the_internet(host) is False
+
+
+def test_a_public_push_address_is_allowed():
+    assert web_push._on_the_internet("8.8.8.8") is True  # an address literal: no DNS needed
