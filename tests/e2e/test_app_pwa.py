@@ -310,3 +310,29 @@ def test_the_challenge_screen_reads_like_the_manual(live_server, page, new_phone
     expect(card.locator("dt", has_text="时间").locator("+ dd")).to_have_text(re.compile(r"^\d{4}/\d{1,2}/\d{1,2} "))
     phone.deny(card, "取消授权")
     expect(page.get_by_role("alert")).to_be_visible(timeout=TIMEOUT_MS)
+
+
+def test_several_accounts_in_one_app(live_server, new_page, new_phone, problems):
+    """Two mail accounts on one phone: both codes listed; a login QR of the second is approved with its
+    key (the App asks with each account's key until the owner answers)."""
+    phone = new_phone()
+    first, second = new_page(), new_page()
+    alice = set_up_bound_account(live_server, first, phone, "pwamulti1@mail.xamd.edu.cn")
+    bob = set_up_bound_account(live_server, second, phone, "pwamulti2@mail.xamd.edu.cn")
+    phone.expect_listed(alice)
+    phone.expect_listed(bob)
+    assert phone.code_for(alice) in server_codes(live_server, alice)
+    assert phone.code_for(bob) in server_codes(live_server, bob)
+
+    log_in(second, bob)
+    expect_push(second)
+    second.locator("main .card").get_by_role("link", name="扫二维码").click()
+    url = qr_url(second.locator("main .card"), live_server.url, "t")
+    problems.expect_status(f"/api/app/v1/tickets/{url.rsplit('/', 1)[1]}", 403)  # alice's key asks first: not hers
+    phone.scan(url)
+    expect(phone.page.get_by_role("heading", name="扫码登录")).to_be_visible()
+    expect(phone.page.locator("#app-ticket-facts dt", has_text="帐号").locator("+ dd")).to_have_text(bob)
+    phone.page.screenshot(path=str(SCREENSHOTS / "e2e-app-scan-login.png"))
+    phone.page.get_by_role("button", name="临时登录").click()
+    phone.expect_result("已确认授权,请回到网页")
+    expect_polled_welcome(second)
