@@ -33,6 +33,7 @@ class User(BaseModel):
     disabled = pw.BooleanField(default=False)
     force_2fa = pw.BooleanField(default=False)
     extra_methods = pw.CharField(max_length=100, default="")
+    default_method = pw.CharField(max_length=16, default="")  # 默认验证方式; "" = the recommended order
     password_changed_at = pw.DateTimeField(default=utcnow)
     created_at = pw.DateTimeField(default=utcnow)
 

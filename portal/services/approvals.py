@@ -42,8 +42,11 @@ class Progress:
     next: factors.Pending | None = None  # 修改: how the new factor is bound
 
 
-def preferred(usable: list[str]) -> str:
-    """The method a verification starts with (the user may switch: 更换验证方式); 备用码 only as the last."""
+def preferred(usable: list[str], default: str = "") -> str:
+    """The method a verification starts with (the user may switch: 更换验证方式): the user's 默认验证方式
+    while it is usable, else the recommended order; 备用码 only as the last."""
+    if default in usable and default != "recovery":
+        return default
     order = (*PREFERRED, "recovery")
     return min(usable, key=lambda method: order.index(method) if method in order else len(order) - 1)
 

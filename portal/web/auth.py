@@ -128,7 +128,7 @@ def _verify_page(method: str | None = None, error: str | None = None, status: in
         error = "该账号已没有可用的验证方式,请返回登录页重新登录"
         return render_template("auth/verify.html", method=None, choices=[], error=error, trust_days=0), status
     method = method if method in usable else request.args.get("method", "")
-    method = method if method in usable else approvals.preferred(list(usable))
+    method = method if method in usable else approvals.preferred(list(usable), g.user.default_method)
     # Only a page visit asks the phone; a refused code shows the code form again.
     mode = mode if mode is not None else (request.args.get("mode", "") if request.method == "GET" else "code")
     challenge = approvals.challenge(g.login, g.user, method, mode, g.client)

@@ -68,6 +68,16 @@ def _bind_step(method: str, step, reopen: bool = True):
     return _bind_dialog(outcome)
 
 
+@bp.post("/default")
+def default_method():
+    """默认验证方式: saved at once (no verification: every bound method still opens the second step)."""
+    try:
+        factors.set_default(g.user, request.form.get("method", ""), g.client)
+    except DomainError as exc:
+        return _render("methods", default_error=exc.message, status=400)
+    return _render("methods", default_saved=True)
+
+
 @bp.post("/<method>/credentials/<int(max=2147483647):credential_id>/delete")
 def remove_credential(method: str, credential_id: int):
     """删除 one 安全密钥 (after a fresh verification; the last one unbinds the method)."""
@@ -194,12 +204,14 @@ def _verify_dialog(method: str, action: str, via: str, error: str | None = None,
     return _render("dialog", dialog=VERIFY, v=dialog, error=error or dialog.challenge.error)
 
 
-def _render(block: str, trigger: str | None = None, **context):
+def _render(block: str, trigger: str | None = None, status: int = 200, **context):
     return page_or_fragment(
         TEMPLATE,
         block,
+        status=status,
         trigger=trigger,
         rows=factors.overview(g.user),
+        defaults=factors.default_choices(g.user),
         recovery_left=recovery.remaining(g.user),
         forced_banner=g.login.stage == sessions.BINDING,
         **context,

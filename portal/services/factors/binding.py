@@ -71,6 +71,21 @@ def choices(user: User) -> list[FactorMethod]:
     return bound + [recovery.RECOVERY] if bound and recovery.remaining(user) else bound
 
 
+def default_choices(user: User) -> list[FactorMethod]:
+    """What 默认验证方式 may name: the bound methods a verification may use (备用码 stay the last resort)."""
+    return [m for m in choices(user) if m.key != recovery.KEY]
+
+
+def set_default(user: User, method: str, client: Client) -> None:
+    """默认验证方式: the second step opens with ``method`` ("" = the recommended order); 更换验证方式
+    still offers every method."""
+    if method and method not in {m.key for m in default_choices(user)}:
+        raise NotFound("该验证方式未绑定,不能设为默认验证方式", code="not_bound")
+    User.update(default_method=method).where(User.id == user.id).execute()
+    user.default_method = method
+    audit.record("default_method_set", user=user, method=method, client=client)
+
+
 def admin_only(user: User) -> set[str] | None:
     """The methods policy ``admin_methods`` restricts an admin to, or None (no restriction)."""
     if not user.is_admin:
