@@ -305,14 +305,22 @@
   function subscribe() {
     return App.pushKey().then(function (key) {
       if (!key) { notify("服务器未开启通知推送:App 打开时会自动检查授权请求。", false); return null; }
+      var serverKey = App.unb64url(key);
       return navigator.serviceWorker.ready.then(function (registration) {
+        var fresh = function () { return registration.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: serverKey }); };
         return registration.pushManager.getSubscription().then(function (existing) {
-          return existing || registration.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: App.unb64url(key) });
+          if (!existing) return fresh();
+          if (sameKey(existing.options.applicationServerKey, serverKey)) return existing;
+          return existing.unsubscribe().then(fresh); // the portal's VAPID key changed: the old one is useless
         });
       }).then(App.registerPush).then(function () { notify("通知已开启:登录邮箱时本机会收到授权提醒。", false); });
     }).catch(function (error) {
       notify("暂时无法开启通知(" + (error.message || error.name) + "):App 打开时会自动检查授权请求。", false);
     });
+  }
+  function sameKey(buffer, bytes) {
+    var have = new Uint8Array(buffer || []);
+    return have.length === bytes.length && have.every(function (b, i) { return b === bytes[i]; });
   }
   $("app-notify-on").addEventListener("click", function () {
     Notification.requestPermission().then(function (permission) {
