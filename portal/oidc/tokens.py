@@ -50,6 +50,11 @@ def lookup(token: str | None, kind: str = "access") -> OAuthToken | None:
     if not token or len(token) > 200:
         return None
     column = OAuthToken.refresh_hash if kind == "refresh" else OAuthToken.access_hash
+    return with_parties().where(column == crypto.token_hash(token)).first()
+
+
+def with_parties():
+    """Token rows with their client, user and browser session (what ``is_active`` reads)."""
     return (
         OAuthToken.select(OAuthToken, OAuthClient, User, LoginSession)
         .join(OAuthClient)
@@ -57,8 +62,6 @@ def lookup(token: str | None, kind: str = "access") -> OAuthToken | None:
         .join(User)
         .switch(OAuthToken)
         .join(LoginSession)
-        .where(column == crypto.token_hash(token))
-        .first()
     )
 
 
@@ -105,11 +108,19 @@ def revoke_family(family: str) -> None:
     ).execute()
 
 
-def revoke_user(user: User) -> int:
-    """End every token of a user (what proves their identity changed)."""
+def revoke_user(user: User, keep: LoginSession | None = None) -> int:
+    """End every token of a user (what proves their identity changed), but those of session ``keep``."""
+    query = OAuthToken.update(revoked_at=utcnow()).where((OAuthToken.user == user) & OAuthToken.revoked_at.is_null())
+    if keep is not None:
+        query = query.where(OAuthToken.session != keep)
+    return query.execute()
+
+
+def revoke_session(session: LoginSession) -> int:
+    """End the tokens issued in one browser session (the user ended it on 登录设备)."""
     return (
         OAuthToken.update(revoked_at=utcnow())
-        .where((OAuthToken.user == user) & OAuthToken.revoked_at.is_null())
+        .where((OAuthToken.session == session) & OAuthToken.revoked_at.is_null())
         .execute()
     )
 

@@ -14,6 +14,7 @@ from portal.db import UNAVAILABLE_ERRORS
 from portal.services import useragent
 from portal.services.errors import DomainError
 from portal.web import (
+    account_sessions,
     admin,
     app_passwords,
     auth,
@@ -51,7 +52,8 @@ def init_app(app: Flask) -> None:
     csrf.init_app(app)
     app.before_request(_refuse_nul_bytes)
     guard.init_app(app)
-    for module in (auth, home, security, step_up, password, devices, app_passwords, recovery_codes, scan, pwa, admin):
+    pages = (auth, home, security, step_up, password, devices, account_sessions, app_passwords, recovery_codes)
+    for module in (*pages, scan, pwa, admin):
         app.register_blueprint(module.bp)
     # nginx's mail auth_http: no cookies, no session; the caller is checked by the view instead.
     config_module.check_mail_auth(app.config)
