@@ -38,6 +38,7 @@ def create_app(config: dict | None = None) -> Flask:
 
     import wechat_backend
     from portal import cli, directory, oidc, web
+    from portal.services import outbox
     from portal.web import app_api  # noqa: F401 -- registered below
 
     directory.init_app(app)
@@ -50,4 +51,5 @@ def create_app(config: dict | None = None) -> Flask:
         web.csrf.exempt(api)
     oidc.init_app(app)
     cli.init_app(app)
+    outbox.init_app(app)
     return app

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import signal
 import sys
+import time
 
 import click
 from flask import Flask, current_app
@@ -12,7 +13,7 @@ from flask.cli import AppGroup, with_appcontext
 
 from portal import directory, migrations, vapid
 from portal.db import db
-from portal.services import accounts, audit, demo, doctor, housekeeping, policy
+from portal.services import accounts, audit, demo, doctor, housekeeping, outbox, policy
 from portal.services.errors import DomainError
 
 user_cli = AppGroup("user", help="Manage mail accounts.")
@@ -31,6 +32,7 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(dev_ldap)
     app.cli.add_command(audit_command)
     app.cli.add_command(prune_command)
+    app.cli.add_command(send_mail_command)
     from portal.token_cli import token_cli  # imported here: it builds on this module's _run
 
     app.cli.add_command(token_cli)
@@ -281,3 +283,18 @@ def prune_command(audit_days: int | None) -> None:
     """Delete expired sessions, tickets, codes, counters and tokens (run daily)."""
     for kind, count in _run(lambda: housekeeping.prune(audit_days=audit_days)).items():
         click.echo(f"{kind}: {count} deleted")
+
+
+@click.command("send-mail")
+@with_appcontext
+@click.option("--once", is_flag=True, help="one pass over the due mails, then exit")
+def send_mail_command(once: bool) -> None:
+    """Send queued mails (security notices); without --once, keep doing so (a process of its own)."""
+    worker = outbox.Worker(current_app._get_current_object())
+    while True:
+        sent = worker.run_once()
+        if sent or once:
+            click.echo(f"{sent} mail(s) sent")
+        if once:
+            return
+        time.sleep(outbox.POLL_SECONDS)

@@ -416,6 +416,20 @@ class SecurityKey(BaseModel):
         return list(cls.select().where(cls.user == user).order_by(cls.created_at, cls.id))
 
 
+class MailOutbox(BaseModel):
+    """A mail waiting to be sent outside the request (security notices); one per event and recipient."""
+
+    recipient = pw.CharField(max_length=254)
+    subject = pw.CharField(max_length=200)
+    body = pw.TextField()
+    dedup_key = pw.CharField(max_length=320, unique=True)  # e.g. audit:<event id>:<recipient>
+    created_at = pw.DateTimeField(default=utcnow)
+    attempts = pw.IntegerField(default=0)
+    next_attempt_at = pw.DateTimeField(null=True, default=utcnow, index=True)  # null: given up
+    sent_at = pw.DateTimeField(null=True)
+    last_error = pw.TextField(default="")
+
+
 ALL_MODELS = [
     SchemaVersion,
     User,
@@ -442,4 +456,5 @@ ALL_MODELS = [
     HardwareToken,
     SecurityKey,
     PushSubscription,
+    MailOutbox,
 ]

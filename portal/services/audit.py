@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from portal.models import AuditEvent, User, utcnow
+from portal.services import notices
 from portal.services.client import Client
 
 
@@ -20,7 +21,7 @@ def record(
 ) -> None:
     """Write one audit event (who, what, method, outcome, IP, user agent, time)."""
     client = client or Client()
-    AuditEvent.create(
+    row = AuditEvent.create(
         user=user,
         account=(user.account if user else account)[:254],
         event=event,
@@ -30,6 +31,7 @@ def record(
         user_agent=client.user_agent,
         detail=detail[:2000],
     )
+    notices.enqueue(row)  # in the same transaction, if one is open
 
 
 def recent(limit: int = 50, account: str | None = None, outcome: str | None = None) -> list[AuditEvent]:

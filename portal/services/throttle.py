@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 
 from flask import current_app
 
-from portal.models import ThrottleCounter, utcnow
+from portal.models import ThrottleCounter, User, utcnow
 from portal.services import audit
 from portal.services.client import Client
 from portal.services.errors import DomainError, Throttled
@@ -125,7 +125,8 @@ def begin(scope: str, account: str, ip: str, now: datetime | None = None) -> Att
     window, retry_after = current_window(now)
     attempt, full = _reserve(scope, _limits(account, ip, *_failure_limits()), window)
     if full:
-        audit.record("locked_out", account=account, outcome="locked", client=Client(ip=ip), detail=full)
+        user = User.by_account(account.lower()) if account else None  # so that its owner is told (notices)
+        audit.record("locked_out", user=user, account=account, outcome="locked", client=Client(ip=ip), detail=full)
         raise Throttled(f"尝试次数过多,请于 {_lock_end(now)} 后再试", retry_after=retry_after)
     return attempt
 

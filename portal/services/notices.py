@@ -1,0 +1,110 @@
+"""Security notices by mail (DESIGN §5), derived from the audit trail: one outbox row per recipient.
+
+``audit.record`` hands every new event to ``enqueue``; the events of NOTICES that name a user become
+a mail to the account and to its 备用邮箱, written in the event's transaction and sent later by
+``outbox.drain`` (never inside the request, invariant 16).
+"""
+
+from __future__ import annotations
+
+from flask import current_app
+
+from portal import crypto
+from portal.models import AuditEvent, Factor, MailOutbox, User
+from portal.services import mailer, outbox, throttle, useragent
+from portal.services.errors import SecretUnreadable
+from portal.timezone import local
+
+BACKUP_EMAIL = "email"  # the 备用邮箱 method (portal.services.factors.email imports the audit trail)
+ANY = "*"  # an outcome recorded by several events (不是本人操作)
+
+# (event, outcome) → what happened, after "您的帐号"; {label} is the method's name. One place per
+# event, so that a translation replaces this table.
+NOTICES: dict[tuple[str, str], str] = {
+    ("factor_bound", "ok"): "绑定了 {label}",
+    ("factor_changed", "ok"): "修改了 {label}",
+    ("factor_unbound", "ok"): "解绑了 {label}",
+    ("security_key_added", "ok"): "添加了一个安全密钥",
+    ("security_key_removed", "ok"): "删除了一个安全密钥",
+    ("app_password_created", "ok"): "创建了客户端专用密码",
+    ("trusted_device_added", "ok"): "新增了信任设备(此设备登录时免二次验证)",
+    ("recovery_code_used", "ok"): "使用了一个备用码登录",
+    ("locked_out", "locked"): "因多次验证失败被暂时锁定",
+    ("2fa_reset", "ok"): "的二次验证已被管理员重置",
+    ("password_changed", "ok"): "的密码已修改",
+    (ANY, "not_me"): "的一次登录请求被标记为“不是本人操作”",
+}
+SUBJECT = "【邮箱安全】您的帐号{what}"
+BODY = """您的帐号{what}。
+
+帐号:{account}
+时间:{time}
+IP:{ip}
+浏览器:{browser}
+系统:{system}
+
+如非本人操作,请立即登录 {url}/settings/security/sessions 退出其他设备,并修改密码、检查二次验证设置。
+
+{org}
+"""
+
+
+def notice_for(event: AuditEvent) -> str | None:
+    """What the mail says happened, or None for an event that mails nothing."""
+    what = NOTICES.get((event.event, event.outcome)) or NOTICES.get((ANY, event.outcome))
+    if what is None or event.user_id is None:
+        return None
+    if event.event == "locked_out" and not event.detail.endswith(":acct"):
+        return None  # only the account's own lock, not its client IP's
+    from portal.services.factors import METHODS  # the factor modules audit: imported late
+
+    method = METHODS.get(event.method)
+    return what.format(label=method.label if method else event.method)
+
+
+def enqueue(event: AuditEvent) -> None:
+    """Write this event's notices to the outbox: once per recipient, however often it is handed in."""
+    what = notice_for(event)
+    if what is None or not mailer.available():
+        return
+    user = User.get_by_id(event.user_id)
+    subject, body = SUBJECT.format(what=what), _body(event, user, what)
+    key = _dedup_key(event)
+    rows = [
+        {"recipient": to, "subject": subject, "body": body, "dedup_key": f"{key}:{to}"[:320]} for to in recipients(user)
+    ]
+    MailOutbox.insert_many(rows).on_conflict_ignore().execute()
+    outbox.wake()
+
+
+def recipients(user: User) -> list[str]:
+    """The account's address and, when bound, its 备用邮箱."""
+    addresses = [user.account]
+    factor = Factor.of(user, BACKUP_EMAIL)
+    if factor is not None:
+        try:
+            addresses.append(crypto.decrypt(factor.secret))
+        except SecretUnreadable:  # a wrong data key: the account's own address still hears of it
+            pass
+    return list(dict.fromkeys(addresses))
+
+
+def _dedup_key(event: AuditEvent) -> str:
+    if event.event == "locked_out":  # every refused attempt is audited: one notice per lock window
+        window, _ = throttle.current_window(event.created_at)
+        return f"locked:{event.user_id}:{window:%Y%m%d%H%M}"
+    return f"audit:{event.id}"
+
+
+def _body(event: AuditEvent, user: User, what: str) -> str:
+    browser, system = useragent.describe(event.user_agent)
+    return BODY.format(
+        what=what,
+        account=user.account,
+        time=local(event.created_at, "%Y-%m-%d %H:%M:%S"),
+        ip=event.ip or "未知",
+        browser=browser,
+        system=system,
+        url=str(current_app.config["PUBLIC_URL"]).rstrip("/"),
+        org=current_app.config["ORG_NAME"],
+    )
