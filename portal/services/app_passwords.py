@@ -140,7 +140,7 @@ def authenticate(account: str, password: str, protocol: str, ip: str) -> MailLog
         return MailLogin(False, None, "bad_request", INVALID)
     client = Client.of(ip, f"mail/{protocol}")
     try:
-        attempt = throttle.begin("mail", account, client.ip)
+        attempt = throttle.begin("mail", account, client.ip, user_agent=client.user_agent)
     except Throttled as exc:
         return MailLogin(False, None, "throttled", THROTTLED, retry_after=exc.retry_after)
     with attempt:  # a directory that cannot answer raises Unavailable: the slot is given back

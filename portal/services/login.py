@@ -26,7 +26,9 @@ def password_step(
     """Check account + password; open a session at the stage the account needs next."""
     login = account.strip()[:254]
     account = accounts.normalize(login)
-    with throttle.begin("password", account, client.ip) as attempt:  # in front of the directory too
+    with throttle.begin(
+        "password", account, client.ip, user_agent=client.user_agent
+    ) as attempt:  # in front of the directory too
         try:
             user = directory.authenticate(login, password)
         except InvalidCredentials:

@@ -118,7 +118,10 @@ def start(app: Flask) -> Worker:
     """This process's worker, started (or started again after a fork) if need be."""
     global _worker
     with _lock:
-        if _worker is None or not _worker.alive():
+        if _worker is not None and _worker.alive() and _worker.app is not app:
+            _worker.stopping.set()  # another app of this process (tests): one worker, for the newest
+            _worker.wake.set()
+        if _worker is None or not _worker.alive() or _worker.app is not app:
             _worker = Worker(app)
             _worker.thread.start()
         return _worker
@@ -156,7 +159,7 @@ def wake() -> None:
 
 def _wake_now() -> None:
     app = current_app._get_current_object()
-    if _worker is not None and _worker.alive():
+    if _worker is not None and _worker.alive() and _worker.app is app:
         _worker.wake.set()
     elif app.config["ENV"] != "testing":
         start(app).wake.set()

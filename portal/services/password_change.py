@@ -60,7 +60,7 @@ def change(session: LoginSession, current: str, new: str, repeat: str, client: C
     if new != repeat:
         raise InvalidInput("两次输入的新密码不一致")
     check_new(new, user.account)
-    with throttle.begin("password", user.account, client.ip) as attempt:
+    with throttle.begin("password", user.account, client.ip, user_agent=client.user_agent) as attempt:
         try:
             directory.change_password(user, current, new)
         except InvalidCredentials:

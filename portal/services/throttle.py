@@ -119,14 +119,16 @@ def _failure_limits() -> tuple[int, int]:
     return int(config["THROTTLE_ACCOUNT_FAILURES"]), int(config["THROTTLE_IP_FAILURES"])
 
 
-def begin(scope: str, account: str, ip: str, now: datetime | None = None) -> Attempt:
+def begin(scope: str, account: str, ip: str, now: datetime | None = None, user_agent: str = "") -> Attempt:
     """Reserve one failure slot for the account and the IP, or raise Throttled (locked until the window ends)."""
     now = now or utcnow()
     window, retry_after = current_window(now)
     attempt, full = _reserve(scope, _limits(account, ip, *_failure_limits()), window)
     if full:
         user = User.by_account(account.lower()) if account else None  # so that its owner is told (notices)
-        audit.record("locked_out", user=user, account=account, outcome="locked", client=Client(ip=ip), detail=full)
+        audit.record(
+            "locked_out", user=user, account=account, outcome="locked", client=Client(ip, user_agent), detail=full
+        )
         raise Throttled(f"尝试次数过多,请于 {_lock_end(now)} 后再试", retry_after=retry_after)
     return attempt
 

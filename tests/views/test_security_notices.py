@@ -67,3 +67,15 @@ def test_a_login_is_not_delayed_by_a_dead_smtp_server(app, browser, user, totp_s
         if connection is not None:
             connection.close()
         mail_outbox.stop()
+
+
+def test_one_worker_per_process_serves_the_newest_app(app, worker):
+    from portal import create_app
+    from tests.conftest import make_config
+
+    other = create_app(make_config(str(app.config["DATABASE_URL"])))
+    replacement = mail_outbox.start(other)
+    assert replacement is not worker and replacement.app is other
+    worker.thread.join(10)
+    assert not worker.thread.is_alive()
+    assert mail_outbox.start(app).app is app  # and back; the fixture stops it

@@ -119,7 +119,7 @@ def verify(
     usable = {m.key for m in choices(user)}
     if recovery.KEY in usable and (method == recovery.KEY or recovery.looks_like(raw_code)):
         method = recovery.KEY
-    with throttle.begin("otp", user.account, client.ip) as attempt:
+    with throttle.begin("otp", user.account, client.ip, user_agent=client.user_agent) as attempt:
         try:
             if method == recovery.KEY:
                 _check_recovery_code(user, raw_code, client)

@@ -55,7 +55,7 @@ class SentCodeMethod(FactorMethod):
 
     def bind(self, session, user, purpose, form: Form, client) -> Factor:
         """The sent code proves the address: store it as the factor (修改 replaces the old one only now)."""
-        with throttle.begin("otp", user.account, client.ip) as attempt:
+        with throttle.begin("otp", user.account, client.ip, user_agent=client.user_agent) as attempt:
             try:  # a malformed code is a failed attempt too, audited like a wrong one
                 code = sent_codes.consume(session, self.channel, "bind", otp.parse_code(form.get("code")))
                 if code is None:

@@ -37,7 +37,7 @@ class Token(FactorMethod):
 
     def bind(self, session, user, purpose, form: Form, client):
         serial, code, next_code = form.get("serial", "").strip(), form.get("code"), form.get("next_code")
-        with throttle.begin("otp", user.account, client.ip) as attempt:
+        with throttle.begin("otp", user.account, client.ip, user_agent=client.user_agent) as attempt:
             try:
                 with db.atomic():  # the token is claimed for this user only with the factor
                     fields = hardware_tokens.bind_check(user, serial, code, next_code=next_code or None)

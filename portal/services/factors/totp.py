@@ -82,7 +82,7 @@ def confirm(session: LoginSession, user: User, enrollment_id: int, raw_code: str
     )
     if enrollment is None or enrollment.expires_at <= utcnow():
         raise Expired("绑定已过期,请重新开始绑定")
-    with throttle.begin("otp", user.account, client.ip) as attempt:
+    with throttle.begin("otp", user.account, client.ip, user_agent=client.user_agent) as attempt:
         try:  # a malformed code is a failed attempt too, audited like a wrong one
             step = otp.matching_step(crypto.decrypt(enrollment.secret), otp.parse_code(raw_code))
             if step is None:
