@@ -73,6 +73,7 @@ class Worker:
 
     def __init__(self, app: Flask) -> None:
         self.app, self.pid = app, os.getpid()
+        self.database = db.obj  # the database its app bound (one process may build several apps: tests)
         self.wake, self.stopping = threading.Event(), threading.Event()
         self.passes = threading.Condition()
         self.started = self.finished = 0  # passes begun and ended (wait_idle)
@@ -94,6 +95,8 @@ class Worker:
     def run_once(self) -> int:
         """Drain until nothing is due, in an app context of its own; how many were sent."""
         sent = 0
+        if db.obj is not self.database:  # another app has bound the shared proxy since: not ours to drain
+            return 0
         with self.app.app_context():
             try:
                 while (count := drain()) == BATCH:
