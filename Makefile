@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 
-.PHONY: setup run run-ldap test lint format bench clean
+.PHONY: setup run run-ldap test lint format bench clean translations
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	python3 -m venv $(VENV)
@@ -50,6 +50,13 @@ test: setup
 bench: setup
 	PYTHONPATH=. $(PY) bench/bench_portal.py
 	PYTHONPATH=. $(PY) -m bench.under_load
+
+# After changing a user-visible string: extract it, merge it into the English catalog (translate the
+# new empty entries in translations/en/LC_MESSAGES/messages.po), compile. All three files are committed.
+translations: setup
+	$(VENV)/bin/pybabel extract -F babel.cfg --no-location --sort-output --omit-header -o translations/messages.pot .
+	$(VENV)/bin/pybabel update -i translations/messages.pot -d translations -l en --no-fuzzy-matching
+	$(VENV)/bin/pybabel compile -d translations -l en --statistics
 
 lint: setup
 	$(VENV)/bin/ruff check .

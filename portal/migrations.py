@@ -108,6 +108,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[], None]]] = [
     (13, "邮箱安全 App as a web app: ECDSA P-256 device keys; Web Push subscriptions", _app_web_schema),
     (14, "默认验证方式: the method the second step opens with", lambda: _add_missing_columns(models.User)),
     (15, "mail outbox: security notices sent outside the request", _create(models.MailOutbox)),
+    (16, "the language an account reads its pages and notices in", lambda: _add_missing_columns(models.User)),
 ]
 
 

@@ -34,6 +34,7 @@ class User(BaseModel):
     force_2fa = pw.BooleanField(default=False)
     extra_methods = pw.CharField(max_length=100, default="")
     default_method = pw.CharField(max_length=16, default="")  # 默认验证方式; "" = the recommended order
+    language = pw.CharField(max_length=8, default="")  # "zh_CN", "en"; "" = the browser's (portal.i18n)
     password_changed_at = pw.DateTimeField(default=utcnow)
     created_at = pw.DateTimeField(default=utcnow)
 

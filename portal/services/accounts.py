@@ -151,6 +151,12 @@ def reset_2fa(account: str, reason: str, by: User | None = None, client: Client 
     return removed
 
 
+def set_language(user: User, language: str) -> None:
+    """The language the account's pages and notices are written in ('' = the browser's)."""
+    User.update(language=language).where(User.id == user.id).execute()
+    user.language = language
+
+
 def set_admin(account: str, admin: bool, find=None) -> User:
     """Make an account an admin or not; a directory user without a row yet gets one (``find``: the directory)."""
     user = User.by_account(normalize(account))

@@ -23,6 +23,7 @@ from portal.web import (
     forward_auth,
     guard,
     home,
+    language,
     mail_auth,
     password,
     pwa,
@@ -53,7 +54,7 @@ def init_app(app: Flask) -> None:
     app.before_request(_refuse_nul_bytes)
     guard.init_app(app)
     pages = (auth, home, security, step_up, password, devices, account_sessions, app_passwords, recovery_codes)
-    for module in (*pages, scan, pwa, admin):
+    for module in (*pages, language, scan, pwa, admin):
         app.register_blueprint(module.bp)
     # nginx's mail auth_http: no cookies, no session; the caller is checked by the view instead.
     config_module.check_mail_auth(app.config)
