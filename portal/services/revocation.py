@@ -11,10 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from portal.db import db
 from portal.models import Factor, LoginSession, User
 from portal.oidc import tokens
-from portal.services import sessions, trust
+from portal.services import audit, sessions, step_up, trust
 from portal.services.client import Client
+
+SECURE_ACTION = "secure-account"  # 保护帐号, the "如非本人操作" link of every security notice
 
 
 def revoke_access(
@@ -37,3 +40,18 @@ def _drop_dependents(factor: Factor) -> None:
 
     if factor.method in METHODS:
         METHODS[factor.method].on_removed(factor)
+
+
+def secure_account(current: LoginSession, client: Client) -> int:
+    """保护帐号: after a fresh verification, end every other session, trusted device and SSO token.
+
+    Returns how many other browser sessions ended. The factors stay bound: the page leads on to
+    修改密码 and 二次验证设置, where the user removes what is not theirs.
+    """
+    step_up.require(current, SECURE_ACTION)
+    with db.atomic():
+        ended = sessions.end_all(current.user, "secured_by_user", keep=current)
+        devices = trust.revoke_all(current.user, "secured_by_user", client)
+        tokens.revoke_user(current.user)
+        audit.record("account_secured", user=current.user, client=client, detail=f"sessions={ended} devices={devices}")
+    return ended

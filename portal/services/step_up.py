@@ -19,6 +19,7 @@ ACTIONS = {
     "trusted-devices": "清除全部信任设备",
     "recovery-codes": "生成备用码",
     "remove-key": "删除安全密钥",
+    "secure-account": "退出其他所有设备",
 }
 
 

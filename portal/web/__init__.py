@@ -31,6 +31,7 @@ from portal.web import (
     recovery_codes,
     render,
     scan,
+    secure_account,
     security,
     simulators,
     step_up,
@@ -53,7 +54,18 @@ def init_app(app: Flask) -> None:
     csrf.init_app(app)
     app.before_request(_refuse_nul_bytes)
     guard.init_app(app)
-    pages = (auth, home, security, step_up, password, devices, account_sessions, app_passwords, recovery_codes)
+    pages = (
+        auth,
+        home,
+        security,
+        step_up,
+        password,
+        devices,
+        account_sessions,
+        secure_account,
+        app_passwords,
+        recovery_codes,
+    )
     for module in (*pages, language, scan, pwa, admin):
         app.register_blueprint(module.bp)
     # nginx's mail auth_http: no cookies, no session; the caller is checked by the view instead.

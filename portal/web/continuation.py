@@ -1,8 +1,8 @@
 """Where a browser goes once both login steps are done: back to what sent it to /login.
 
-Two things send a browser to the login and want it back: an OpenID Connect authorization request
-(``/oauth/authorize?…`` on this portal) and nginx forward auth (``rd``: an absolute URL on a host of
-PORTAL_FORWARD_AUTH_HOSTS). The target is checked when it is remembered and again when it is used,
+Three things send a browser to the login and want it back: an OpenID Connect authorization request
+(``/oauth/authorize?…`` on this portal), nginx forward auth (``rd``: an absolute URL on a host of
+PORTAL_FORWARD_AUTH_HOSTS) and the 保护帐号 link of a security notice (one of PAGES). The target is checked when it is remembered and again when it is used,
 kept in the signed Flask session for PORTAL_PENDING_MINUTES, and used once. Anything else is
 dropped: no open redirect.
 """
@@ -22,6 +22,7 @@ from portal.web.guard import home_for
 
 KEY = "continue_to"
 INTERNAL_PREFIXES = ("/oauth/authorize?",)
+PAGES = ("/settings/security/secure",)  # this portal's own pages a link may log in to (保护帐号, from a notice)
 
 
 def safe_target(target: str | None) -> str | None:
@@ -30,6 +31,8 @@ def safe_target(target: str | None) -> str | None:
     Relative: only this portal's OIDC authorization (never ``//host`` or ``/\\host``). Absolute: the
     forward-auth rules (``forward_auth.safe_redirect``: https, an allow-listed host, no userinfo, …).
     """
+    if target in PAGES:
+        return target
     if target and target.startswith("/"):
         internal = target.startswith(INTERNAL_PREFIXES) and not target.startswith("//")
         ok = internal and len(target) <= forward_auth.MAX_TARGET and forward_auth.plain_url_text(target)
