@@ -2,7 +2,8 @@
 
 Three things send a browser to the login and want it back: an OpenID Connect authorization request
 (``/oauth/authorize?…`` on this portal), nginx forward auth (``rd``: an absolute URL on a host of
-PORTAL_FORWARD_AUTH_HOSTS) and the 保护帐号 link of a security notice (one of PAGES). The target is checked when it is remembered and again when it is used,
+PORTAL_FORWARD_AUTH_HOSTS) and the 保护帐号 link of a security notice (one of PAGES). The target is
+checked when it is remembered and again when it is used,
 kept in the signed Flask session for PORTAL_PENDING_MINUTES, and used once. Anything else is
 dropped: no open redirect.
 """
