@@ -6,11 +6,12 @@ other session, trusted device and single sign-on token; the page then leads to ä
 
 from __future__ import annotations
 
-from flask import Blueprint, g, redirect, render_template, request, url_for
+from flask import Blueprint, g, render_template, request
 
 from portal.services import revocation, sessions, step_up
 from portal.services.step_up import StepUpRequired
 from portal.web import continuation, guard
+from portal.web.render import redirect_to
 from portal.web import step_up as step_up_view
 
 bp = Blueprint("secure_account", __name__, url_prefix="/settings/security/secure")
@@ -20,9 +21,9 @@ TEMPLATE = "security/secure.html"
 @bp.get("")
 @guard.public
 def page():
-    if g.login is None or g.login.stage != sessions.FULL:  # log in first, then come back here
+    if g.login is None or g.login.stage != sessions.FULL:  # finish the login first, then come back here
         continuation.remember(request.path)
-        return redirect(url_for("auth.login_form"))
+        return redirect_to(guard.home_for(g.login.stage if g.login else None))
     if step_up.needed(g.login):
         return step_up_view.ask(revocation.SECURE_ACTION)
     return render_template(TEMPLATE)

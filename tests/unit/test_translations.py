@@ -21,6 +21,7 @@ CATALOG = ROOT / "translations" / "en" / "LC_MESSAGES"
 TEMPLATE = ROOT / "translations" / "messages.pot"
 CJK = re.compile(r"[\u3000-\u303f\u4e00-\u9fff\uff00-\uffef]")
 GETTEXT = {"_", "gettext", "ngettext", "lazy_gettext", "_l", "lazy_ngettext", "pgettext", "npgettext"}
+PLURAL = {"ngettext", "lazy_ngettext", "npgettext"}  # singular and plural: every argument is a message
 
 # Chinese that is not the portal talking to a user in its language, by file (relative to the repository):
 # data, operator tools, the manual's wording matched in what others send. Each entry says why.
@@ -122,16 +123,18 @@ def _bare_template_text(environment: Environment, path: Path):
             if not called:
                 yield line, value.strip()[:60]
         if kind != "whitespace":
-            previous = [*previous[-3:], f"name:{value}" if kind == "name" else kind]
+            token = "lparen" if (kind, value) == ("operator", "(") else kind
+            previous = [*previous[-3:], f"name:{value}" if kind == "name" else token]
 
 
 def _bare_python_strings(path: Path):
-    """String constants with Chinese that are neither a docstring nor the first argument of a gettext call."""
+    """String constants with Chinese that are neither a docstring nor a message of a gettext call."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
     allowed: set[int] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Call) and _called_name(node.func) in GETTEXT and node.args:
-            allowed.update(id(part) for part in ast.walk(node.args[0]))
+            messages = node.args if _called_name(node.func) in PLURAL else node.args[:1]
+            allowed.update(id(part) for message in messages for part in ast.walk(message))
         elif isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:
             first = node.body[0]
             if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):

@@ -31,6 +31,7 @@ PUBLIC = {
     "pwa.service_worker",
     "oidc.authorize",  # checks the request, then sends the browser through /login (both steps) and back
     "oidc.logout",  # RP-initiated logout: ends a session if there is one
+    "language.choose",  # the footer's 中文 / English switch, before the login too (a cookie)
 }
 DEV_ONLY_BLUEPRINTS = {"simulators"}  # PORTAL_DEV_SIMULATORS, which production refuses: public by design
 SECOND_STEP = {

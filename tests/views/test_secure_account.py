@@ -49,7 +49,7 @@ def test_the_half_logged_in_cannot_use_it(app, browser, user, totp_secret, clock
     other = Browser(app.test_client())
     complete_login(other, user.account, totp_secret, clock)
     assert location(browser.login(user.account, PASSWORD)) == "/login/verify"  # the password alone
-    assert location(browser.get(PAGE)) == "/login"
+    assert location(browser.get(PAGE)) == "/login/verify"  # the second step first, then back here
     assert location(browser.post(PAGE)) == "/login/verify"
     assert other.get("/settings/security/2fa").status_code == 200  # nothing ended
     assert not AuditEvent.select().where(AuditEvent.event == "account_secured").exists()
