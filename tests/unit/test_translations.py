@@ -31,6 +31,10 @@ UNTRANSLATED_FILES = {
     "portal/services/demo.py": "demo accounts' names and data (张三 is a name, not a phrase)",
     "portal/directory/dev_slapd.py": "the development directory's sample people",
     "wechat_backend/stub.py": "the WeChat API stub answers as WeChat does",
+    "portal/cli.py": "operator commands (flask --app wsgi …): help names the manual's labels",
+    "portal/token_cli.py": "operator commands for 动态口令 seed files",
+    "portal/app_client.py": "the reference 邮箱安全 App client, a developer tool quoting the App's buttons",
+    "portal/web/simulators.py": "development simulators (PORTAL_DEV_SIMULATORS), refused in production",
 }
 
 
