@@ -8,8 +8,10 @@ a mail to the account and to its 备用邮箱, written in the event's transactio
 from __future__ import annotations
 
 from flask import current_app
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 
-from portal import crypto
+from portal import crypto, i18n
 from portal.models import AuditEvent, Factor, MailOutbox, User
 from portal.services import mailer, outbox, throttle, useragent
 from portal.services.errors import SecretUnreadable
@@ -18,35 +20,38 @@ from portal.timezone import local
 BACKUP_EMAIL = "email"  # the 备用邮箱 method (portal.services.factors.email imports the audit trail)
 ANY = "*"  # an outcome recorded by several events (不是本人操作)
 
-# (event, outcome) → what happened, after "您的帐号"; {label} is the method's name. One place per
-# event, so that a translation replaces this table.
-NOTICES: dict[tuple[str, str], str] = {
-    ("factor_bound", "ok"): "绑定了 {label}",
-    ("factor_changed", "ok"): "修改了 {label}",
-    ("factor_unbound", "ok"): "解绑了 {label}",
-    ("security_key_added", "ok"): "添加了一个安全密钥",
-    ("security_key_removed", "ok"): "删除了一个安全密钥",
-    ("app_password_created", "ok"): "创建了客户端专用密码",
-    ("trusted_device_added", "ok"): "新增了信任设备(此设备登录时免二次验证)",
-    ("recovery_code_used", "ok"): "使用了一个备用码登录",
-    ("locked_out", "locked"): "因多次验证失败被暂时锁定",
-    ("2fa_reset", "ok"): "的二次验证已被管理员重置",
-    ("password_changed", "ok"): "的密码已修改",
-    (ANY, "not_me"): "的一次登录请求被标记为“不是本人操作”",
+# (event, outcome) → the notice's first sentence; %(label)s is the method's name. One whole sentence per
+# event, so that each translates as a whole.
+NOTICES = {
+    ("factor_bound", "ok"): _l("您的帐号绑定了 %(label)s"),
+    ("factor_changed", "ok"): _l("您的帐号修改了 %(label)s"),
+    ("factor_unbound", "ok"): _l("您的帐号解绑了 %(label)s"),
+    ("security_key_added", "ok"): _l("您的帐号添加了一个安全密钥"),
+    ("security_key_removed", "ok"): _l("您的帐号删除了一个安全密钥"),
+    ("app_password_created", "ok"): _l("您的帐号创建了客户端专用密码"),
+    ("trusted_device_added", "ok"): _l("您的帐号新增了信任设备(此设备登录时免二次验证)"),
+    ("recovery_code_used", "ok"): _l("您的帐号使用了一个备用码登录"),
+    ("locked_out", "locked"): _l("您的帐号因多次验证失败被暂时锁定"),
+    ("2fa_reset", "ok"): _l("您的帐号的二次验证已被管理员重置"),
+    ("password_changed", "ok"): _l("您的帐号的密码已修改"),
+    (ANY, "not_me"): _l("您的帐号的一次登录请求被标记为“不是本人操作”"),
 }
-SUBJECT = "【邮箱安全】您的帐号{what}"
-BODY = """您的帐号{what}。
+SUBJECT = _l("【邮箱安全】%(what)s")
+BODY = _l(
+    """%(what)s。
 
-帐号:{account}
-时间:{time}
-IP:{ip}
-浏览器:{browser}
-系统:{system}
+帐号:%(account)s
+时间:%(time)s(北京时间)
+IP:%(ip)s
+浏览器:%(browser)s
+系统:%(system)s
 
-如非本人操作,请立即登录 {url}/settings/security/sessions 退出其他设备,并修改密码、检查二次验证设置。
+如非本人操作,请立即打开 %(url)s 保护帐号(退出所有设备、修改密码、检查二次验证设置)。
 
-{org}
+%(org)s
 """
+)
+SECURE_PATH = "/settings/security/secure"  # 保护帐号: after a fresh login, one step ends every session
 
 
 def notice_for(event: AuditEvent) -> str | None:
@@ -59,7 +64,7 @@ def notice_for(event: AuditEvent) -> str | None:
     from portal.services.factors import METHODS  # the factor modules audit: imported late
 
     method = METHODS.get(event.method)
-    return what.format(label=method.label if method else event.method)
+    return str(what) % {"label": method.label if method else event.method}
 
 
 def enqueue(event: AuditEvent) -> None:
@@ -68,7 +73,9 @@ def enqueue(event: AuditEvent) -> None:
     if what is None or not mailer.available():
         return
     user = User.get_by_id(event.user_id)
-    subject, body = SUBJECT.format(what=what), _body(event, user, what)
+    with i18n.speaking(user.language):  # the account's language, whoever's request this is
+        what = notice_for(event)
+        subject, body = str(SUBJECT) % {"what": what}, _body(event, user, what)
     key = _dedup_key(event)
     rows = [
         {"recipient": to, "subject": subject, "body": body, "dedup_key": f"{key}:{to}"[:320]} for to in recipients(user)
@@ -98,13 +105,13 @@ def _dedup_key(event: AuditEvent) -> str:
 
 def _body(event: AuditEvent, user: User, what: str) -> str:
     browser, system = useragent.describe(event.user_agent)
-    return BODY.format(
-        what=what,
-        account=user.account,
-        time=local(event.created_at, "%Y-%m-%d %H:%M:%S"),
-        ip=event.ip or "未知",
-        browser=browser,
-        system=system,
-        url=str(current_app.config["PUBLIC_URL"]).rstrip("/"),
-        org=current_app.config["ORG_NAME"],
-    )
+    return str(BODY) % {
+        "what": what,
+        "account": user.account,
+        "time": local(event.created_at, "%Y-%m-%d %H:%M:%S"),
+        "ip": event.ip or _("未知"),
+        "browser": browser,
+        "system": system,
+        "url": str(current_app.config["PUBLIC_URL"]).rstrip("/") + SECURE_PATH,
+        "org": current_app.config["ORG_NAME"],
+    }

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from datetime import timedelta
 
 import pyotp
 import pytest
 
-from portal import crypto
+from portal import crypto, i18n
 from portal.db import db
 from portal.models import AuditEvent, Device, Factor, MailOutbox, utcnow
 from portal.services import (
@@ -36,7 +37,8 @@ from tests.unit.conftest import run_threads, wrong_code
 UA = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36"
 CLIENT = Client(ip="203.0.113.9", user_agent=UA)
 BACKUP = "alice.backup@example.org"
-SESSIONS_LINK = "http://localhost:8000/settings/security/sessions"
+CJK = re.compile(r"[\u3000-\u303f\u4e00-\u9fff\uff00-\uffef]")
+SECURE_LINK = "http://localhost:8000/settings/security/secure"  # 保护帐号
 pytestmark = pytest.mark.config(PUBLIC_URL="http://localhost:8000")  # localhost: 安全密钥 need a host name
 
 
@@ -82,7 +84,7 @@ def assert_notice(deliveries, subject: str, to=("alice@mail.xamd.edu.cn",)) -> N
         assert "帐号:alice@mail.xamd.edu.cn" in body
         assert "IP:203.0.113.9" in body and "浏览器:Chrome 120" in body and "系统:Windows" in body
         assert f"时间:{local(event.created_at, '%Y-%m-%d %H:%M')}" in body  # Asia/Shanghai
-        assert f"如非本人操作,请立即登录 {SESSIONS_LINK} 退出其他设备" in body
+        assert f"如非本人操作,请立即打开 {SECURE_LINK} 保护帐号" in body
 
 
 # --- one test per notice ------------------------------------------------------------------------
@@ -92,6 +94,21 @@ def test_factor_bound_goes_to_the_account_and_its_backup_address(mail, user, ses
     bind_backup_email(user)
     bind_totp(session, user)
     assert_notice(mail.drained(), "【邮箱安全】您的帐号绑定了 第三方 OTP", to=("alice@mail.xamd.edu.cn", BACKUP))
+
+
+def test_an_account_that_reads_english_gets_its_notice_in_english(mail, user, session):
+    """Written in the account's language, whoever's request records the event (#14 item 6)."""
+    user.language = "en"
+    user.save()
+    with i18n.speaking("zh_CN"):  # the request around the event speaks Chinese
+        bind_totp(session, user)
+    [delivery] = mail.drained()
+    assert delivery.message["Subject"].startswith("[Mail security] Two-step verification method bound: ")
+    body = delivery.message.get_content()
+    assert "Account: alice@mail.xamd.edu.cn" in body and "Browser: Chrome 120" in body
+    assert "(China Standard Time)" in body
+    assert f"If this wasn't you, open {SECURE_LINK} now to secure your account" in body
+    assert not CJK.search(delivery.message["Subject"] + body), body
 
 
 def test_binding_the_backup_address_tells_it_too(mail, user, session):

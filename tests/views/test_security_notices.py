@@ -30,7 +30,7 @@ def test_a_login_notice_is_sent_by_the_thread_after_the_request(app, browser, us
     assert mail_outbox.wait_idle(30)
     new = outbox.handler.deliveries[start:]
     assert [d.message["Subject"] for d in new] == [TRUSTED]
-    assert "http://localhost:8000/settings/security/sessions" in new[0].message.get_content()
+    assert "http://localhost:8000/settings/security/secure" in new[0].message.get_content()
     assert MailOutbox.get().sent_at is not None
 
 
