@@ -10,6 +10,7 @@ import pytest
 from portal import crypto
 from portal.models import Factor, User
 from portal.services import accounts, app_passwords
+from portal.services.client import Client
 from portal.services.factors import METHODS
 from tests.conftest import PASSWORD
 from tests.helpers import Browser, text
@@ -45,7 +46,7 @@ def chinese_in(body: str) -> list[str]:
 @pytest.fixture
 def english(app, user, totp_secret, clock) -> Browser:
     Factor.create(user=user, method="email", secret=crypto.encrypt("alice.backup@example.org"))
-    app_passwords.create(user, "Thunderbird")
+    app_passwords.create(user, "Thunderbird", Client(ip="127.0.0.1", user_agent="pytest"))
     User.update(language="en").where(User.id == user.id).execute()
     browser = Browser(app.test_client())
     complete_login(browser, user.account, totp_secret, clock)
