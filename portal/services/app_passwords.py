@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import peewee
+from flask_babel import gettext as _
 
 from portal import crypto, directory
 from portal.config import MAIL_PROTOCOLS
@@ -66,11 +67,11 @@ def clean_name(raw: str | None) -> str:
     """A 密码名称: 1–32 characters, no control or invisible formatting characters."""
     name = unicodedata.normalize("NFC", (raw or "").strip())
     if not name:
-        raise InvalidInput("请输入密码名称", code="name_required")
+        raise InvalidInput(_("请输入密码名称"), code="name_required")
     if len(name) > NAME_MAX:
-        raise InvalidInput(f"密码名称不能超过 {NAME_MAX} 个字符", code="name_too_long")
+        raise InvalidInput(_("密码名称不能超过 %(max)s 个字符", max=NAME_MAX), code="name_too_long")
     if any(unicodedata.category(ch) in FORBIDDEN_CATEGORIES for ch in name):
-        raise InvalidInput("密码名称不能包含控制字符", code="name_invalid")
+        raise InvalidInput(_("密码名称不能包含控制字符"), code="name_invalid")
     return name
 
 
@@ -84,9 +85,11 @@ def create(user: User, name: str | None, client: Client) -> tuple[AppPassword, s
             lock_rows(User.select(User.id).where(User.id == user.id))
             row = AppPassword.create(user=user, name=name, secret_hash=crypto.token_hash(plaintext))
             if AppPassword.select().where(AppPassword.user == user).count() > CAP:
-                raise Conflict(f"最多可设置 {CAP} 个客户端专用密码,请先删除不再使用的密码", code="too_many")
+                raise Conflict(
+                    _("最多可设置 %(cap)s 个客户端专用密码,请先删除不再使用的密码", cap=CAP), code="too_many"
+                )
     except peewee.IntegrityError as exc:
-        raise Conflict("已有同名的专用密码,请换一个名称", code="name_taken") from exc
+        raise Conflict(_("已有同名的专用密码,请换一个名称"), code="name_taken") from exc
     audit.record("app_password_created", user=user, client=client, detail=f"id={row.id} name={name}")
     return row, plaintext
 
@@ -106,7 +109,7 @@ def get(user: User, password_id: int) -> AppPassword:
     """One app password of this user, or NotFound."""
     row = AppPassword.get_or_none((AppPassword.id == password_id) & (AppPassword.user == user))
     if row is None:
-        raise NotFound("该专用密码不存在或已删除")
+        raise NotFound(_("该专用密码不存在或已删除"))
     return row
 
 
@@ -114,7 +117,7 @@ def delete(user: User, password_id: int, client: Client) -> AppPassword:
     """Delete one app password; the next login with it fails. Returns the deleted row."""
     row = get(user, password_id)
     if not AppPassword.delete().where((AppPassword.id == row.id) & (AppPassword.user == user)).execute():
-        raise NotFound("该专用密码不存在或已删除")
+        raise NotFound(_("该专用密码不存在或已删除"))
     audit.record("app_password_deleted", user=user, client=client, detail=f"id={row.id} name={row.name}")
     return row
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from functools import cache
 
 from flask import current_app
+from flask_babel import gettext as _
 
 from portal import directory
 from portal.db import db
@@ -35,14 +36,14 @@ def elsewhere_url() -> str:
 def check_new(password: str, account: str) -> None:
     """The rules for a new password: long enough, not the account's name, not a common password."""
     if len(password) < MIN_LENGTH:
-        raise InvalidInput(f"新密码至少 {MIN_LENGTH} 个字符")
+        raise InvalidInput(_("新密码至少 %(n)s 个字符", n=MIN_LENGTH))
     if len(password) > 256:
-        raise InvalidInput("新密码过长")
+        raise InvalidInput(_("新密码过长"))
     name = account.partition("@")[0].lower()
     if len(name) >= 3 and name in password.lower():
-        raise InvalidInput("新密码不能包含账号名")
+        raise InvalidInput(_("新密码不能包含账号名"))
     if password.lower() in _common():
-        raise InvalidInput("该密码过于常见,容易被猜中,请换一个")
+        raise InvalidInput(_("该密码过于常见,容易被猜中,请换一个"))
 
 
 @cache
@@ -56,9 +57,9 @@ def change(session: LoginSession, current: str, new: str, repeat: str, client: C
     """Check the current password, then set the new one where it lives; other sessions end."""
     user = session.user
     if where(user) != "here":
-        raise NotAllowed("该账号的密码由学校统一身份认证管理,请到那里修改")
+        raise NotAllowed(_("该账号的密码由学校统一身份认证管理,请到那里修改"))
     if new != repeat:
-        raise InvalidInput("两次输入的新密码不一致")
+        raise InvalidInput(_("两次输入的新密码不一致"))
     check_new(new, user.account)
     with throttle.begin("password", user.account, client.ip, user_agent=client.user_agent) as attempt:
         try:

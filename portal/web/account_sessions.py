@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from flask import Blueprint, g, redirect, url_for
+from flask_babel import gettext as _
+from flask_babel import ngettext
 
 from portal.services import account_sessions
 from portal.web import guard
@@ -28,7 +30,7 @@ def end(session_id: int):
         return redirect_to(url_for("auth.login_form"))
     if not is_htmx():
         return redirect(url_for("account_sessions.index"), 303)
-    return _render(notice="已退出该设备")
+    return _render(notice=_("已退出该设备"))
 
 
 @bp.get("/end-others")
@@ -39,7 +41,12 @@ def end_others_form():
 @bp.post("/end-others")
 def end_others():
     count = account_sessions.end_others(g.login, g.client)
-    return _render("dialog", dialog=DONE, done=f"已退出其他 {count} 台设备", trigger=CHANGED)
+    return _render(
+        "dialog",
+        dialog=DONE,
+        done=ngettext("已退出其他 %(num)s 台设备", "已退出其他 %(num)s 台设备", count),
+        trigger=CHANGED,
+    )
 
 
 def _render(block: str = "sessions", trigger: str | None = None, **context):

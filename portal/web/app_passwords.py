@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from flask import Blueprint, current_app, g, request
+from flask_babel import gettext as _
+from flask_babel import ngettext
 
 from portal.config import parse_mail_servers
 from portal.services import app_passwords, step_up
@@ -69,7 +71,7 @@ def delete(password_id: int):
         row = app_passwords.delete(g.user, password_id, g.client)
     except DomainError as exc:
         return _render("dialog", dialog=MESSAGE, error=exc.message)
-    return _render("dialog", trigger=CHANGED, dialog=DONE, done=f"已删除专用密码“{row.name}”")
+    return _render("dialog", trigger=CHANGED, dialog=DONE, done=_("已删除专用密码“%(name)s”", name=row.name))
 
 
 @bp.get("/clear")
@@ -80,7 +82,12 @@ def clear_form():
 @bp.post("/clear")
 def clear():
     count = app_passwords.clear(g.user, g.client)
-    return _render("dialog", trigger=CHANGED, dialog=DONE, done=f"已清除 {count} 个专用密码")
+    return _render(
+        "dialog",
+        trigger=CHANGED,
+        dialog=DONE,
+        done=ngettext("已清除 %(num)s 个专用密码", "已清除 %(num)s 个专用密码", count),
+    )
 
 
 def _render(block: str, trigger: str | None = None, **context):

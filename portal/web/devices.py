@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from flask import Blueprint, g
+from flask_babel import gettext as _
+from flask_babel import ngettext
 
 from portal.services import step_up, trust
 from portal.services.errors import DomainError
@@ -28,7 +30,7 @@ def revoke(device_id: int):
         trust.revoke(g.user, device_id, g.client)
     except DomainError as exc:
         return _render(error=exc.message)
-    return _render(notice="已移除该信任设备")
+    return _render(notice=_("已移除该信任设备"))
 
 
 @bp.get("/revoke-all")
@@ -45,7 +47,12 @@ def revoke_all():
         count = trust.clear(g.login, g.client)
     except StepUpRequired as exc:
         return step_up_view.ask(exc.action)
-    return _render("dialog", dialog=DONE, done=f"已移除 {count} 台信任设备", trigger=CHANGED)
+    return _render(
+        "dialog",
+        dialog=DONE,
+        done=ngettext("已移除 %(num)s 台信任设备", "已移除 %(num)s 台信任设备", count),
+        trigger=CHANGED,
+    )
 
 
 def _render(block: str = "devices", trigger: str | None = None, **context):

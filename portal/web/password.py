@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import Blueprint, g, render_template, request
+from flask_babel import gettext as _
 
 from portal.services import password_change
 from portal.services.errors import DomainError
@@ -23,7 +24,7 @@ def submit():
         password_change.change(g.login, field("current", ""), field("new", ""), field("repeat", ""), g.client)
     except DomainError as exc:
         return _page(error=exc.message, status=exc.status)
-    return _page(notice="密码已修改。其他设备上的登录已退出,信任设备已失效;请在邮件客户端中使用新密码或专用密码。")
+    return _page(notice=_("密码已修改。其他设备上的登录已退出,信任设备已失效;请在邮件客户端中使用新密码或专用密码。"))
 
 
 def _page(status: int = 200, **context):

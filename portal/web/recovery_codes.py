@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import Blueprint, g, make_response, render_template
+from flask_babel import gettext as _
 
 from portal.services import factors, step_up
 from portal.services.errors import DomainError, NotFound
@@ -35,7 +36,7 @@ def download():
     """The set just generated, as a text file (only while it is fresh, and only in this session)."""
     codes = recovery.fresh(g.login)
     if not codes:
-        raise NotFound("备用码只在生成后 10 分钟内可以下载,请重新生成")
+        raise NotFound(_("备用码只在生成后 10 分钟内可以下载,请重新生成"))
     body = render_template("security/recovery_codes.txt", codes=codes, account=g.user.account)
     response = make_response(body)
     response.headers["Content-Type"] = "text/plain; charset=utf-8"
