@@ -10,14 +10,18 @@ import secrets
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from flask_babel import lazy_gettext as _l
+
 DEFAULTS: dict[str, object] = {
     "ENV": "production",
     "DATABASE_URL": "sqlite:///instance/portal.db",
     "SECRET_KEY": "",
     "DATA_KEY": "",
     "PUBLIC_URL": "http://127.0.0.1:8000",
-    "ORG_NAME": "西安明德理工学院邮件系统",
-    "SUPPORT_CONTACT": "网络信息化中心,电话 85603000 转 8012",
+    # Shown in the reader's language until the operator sets PORTAL_ORG_NAME / PORTAL_SUPPORT_CONTACT
+    # (then shown as set): lazy strings, str() where a plain string is needed.
+    "ORG_NAME": _l("西安明德理工学院邮件系统"),
+    "SUPPORT_CONTACT": _l("网络信息化中心,电话 85603000 转 8012"),
     "WECHAT_APPID": "",
     "WECHAT_SECRET": "",
     "WECHAT_API_BASE": "https://api.weixin.qq.com/",

@@ -11,6 +11,7 @@ from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from flask import current_app
+from flask_babel import lazy_gettext as _l
 
 from portal.services.errors import SecretUnreadable
 
@@ -33,7 +34,7 @@ def encrypt(plaintext: str) -> str:
     return _fernet().encrypt(plaintext.encode()).decode()
 
 
-UNREADABLE = "系统无法读取该验证方式的密钥,请使用其他验证方式,或联系管理员"
+UNREADABLE = _l("系统无法读取该验证方式的密钥,请使用其他验证方式,或联系管理员")
 
 
 def decrypt(ciphertext: str) -> str:

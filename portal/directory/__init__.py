@@ -17,6 +17,8 @@ from typing import Protocol
 
 import peewee
 from flask import current_app
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 
 from portal.config import ConfigError
 from portal.db import db
@@ -26,8 +28,8 @@ from portal.services.errors import InvalidCredentials, Unavailable
 
 log = logging.getLogger(__name__)
 BACKENDS = ("local", "ldap", "imap")
-WRONG = "账号或密码错误"
-DOWN = "系统繁忙,暂时无法校验密码,请稍后再试"
+WRONG = _l("账号或密码错误")
+DOWN = _l("系统繁忙,暂时无法校验密码,请稍后再试")
 
 
 @dataclass(frozen=True)
@@ -131,14 +133,14 @@ def change_password(user: User, current: str, new: str) -> None:
     """Set a new main password where it lives, after checking the current one (InvalidCredentials)."""
     if user.password_hash:
         if not passwords.verify(user.password_hash, current):
-            raise InvalidCredentials("当前密码错误")
+            raise InvalidCredentials(_("当前密码错误"))
         User.update(password_hash=passwords.hash_password(new), password_changed_at=utcnow()).where(
             User.id == user.id
         ).execute()
         return
     directory = backend()
     if directory is None or not directory.changes_passwords:
-        raise InvalidCredentials("该账号的密码不能在这里修改")
+        raise InvalidCredentials(_("该账号的密码不能在这里修改"))
     directory.change_password(user.account, current, new)
 
 

@@ -25,6 +25,7 @@ from contextlib import suppress
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from flask_babel import gettext as _
 from ldap3 import (
     DEREF_NEVER,
     FIRST,
@@ -160,15 +161,15 @@ class LdapDirectory:
         """RFC 3062 password modify, as the user (the directory applies its own policy too)."""
         entry = self._entry(login) if old and _plausible(login) else None
         if entry is None:
-            raise InvalidCredentials("当前密码错误")
+            raise InvalidCredentials(_("当前密码错误"))
         connection = self._connection(entry.dn, old, SYNC)
         try:
             if not self._open(connection, bind=True):
-                raise InvalidCredentials("当前密码错误")
+                raise InvalidCredentials(_("当前密码错误"))
             connection.extend.standard.modify_password(user=entry.dn, old_password=old, new_password=new)
             if connection.result["result"] != 0:
                 message = connection.result.get("message") or connection.result.get("description")
-                raise InvalidInput(f"目录拒绝了新密码:{message}")
+                raise InvalidInput(_("目录拒绝了新密码:%(message)s", message=message))
         except LDAPException as exc:
             raise DirectoryDown(f"password modify: {exc!r}") from exc
         finally:

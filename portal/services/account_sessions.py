@@ -12,13 +12,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from flask_babel import lazy_gettext as _l
+
 from portal.models import ApiToken, Device, Factor, LoginSession, OAuthToken, User, WeChatUser, utcnow
 from portal.oidc import tokens
 from portal.services import audit, sessions, useragent
 from portal.services.client import Client
 from portal.services.errors import NotFound
 
-NOT_FOUND = "该登录设备不存在或已退出"
+NOT_FOUND = _l("该登录设备不存在或已退出")
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ import re
 from dataclasses import dataclass
 
 import peewee
+from flask_babel import gettext as _
 
 from portal.db import db
 from portal.models import AppPassword, Enrollment, Factor, RecoveryCode, User, utcnow
@@ -17,7 +18,7 @@ from portal.services.errors import Conflict, InvalidInput, NotAllowed, NotFound
 
 ACCOUNT_RE = re.compile(r"^[a-z0-9._%+-]{1,64}@[a-z0-9-]+(\.[a-z0-9-]+)+$", re.ASCII)
 CSV_COLUMNS = ("account", "name", "password", "admin")
-TRUE_WORDS = {"1", "true", "yes", "y", "是"}
+TRUE_WORDS = {"1", "true", "yes", "y", "是"}  # the admin column of an import file (data: left untranslated)
 
 
 def normalize(account: str) -> str:
@@ -37,14 +38,14 @@ def mask(value: str) -> str:
 def validate_account(account: str) -> str:
     account = normalize(account)
     if not ACCOUNT_RE.match(account) or len(account) > 254:
-        raise InvalidInput(f"邮箱账号格式不正确: {account!r}")
+        raise InvalidInput(_("邮箱账号格式不正确: %(account)s", account=repr(account)))
     return account
 
 
 def get(account: str) -> User:
     user = User.by_account(normalize(account))
     if user is None:
-        raise NotFound(f"账号不存在: {account}")
+        raise NotFound(_("账号不存在: %(account)s", account=account))
     return user
 
 
@@ -56,7 +57,7 @@ def create(account: str, password: str, name: str = "", admin: bool = False) -> 
         with db.atomic():
             user = User.create(account=account, name=name.strip()[:100], password_hash=password_hash, is_admin=admin)
     except peewee.IntegrityError as exc:
-        raise Conflict(f"账号已存在: {account}") from exc
+        raise Conflict(_("账号已存在: %(account)s", account=account)) from exc
     audit.record("user_created", user=user, detail="admin" if admin else "")
     return user
 
@@ -85,9 +86,9 @@ def parse_csv(text: str) -> tuple[list[ImportRow], list[str]]:
             account = validate_account(record.get("account") or "")
             passwords.check_strength(record.get("password") or "")
             if account in seen:
-                raise InvalidInput(f"账号在文件中重复: {account}")
+                raise InvalidInput(_("账号在文件中重复: %(account)s", account=account))
             if User.by_account(account):
-                raise InvalidInput(f"账号已存在: {account}")
+                raise InvalidInput(_("账号已存在: %(account)s", account=account))
         except InvalidInput as exc:
             errors.append(f"line {line}: {exc.message}")
             continue
@@ -115,7 +116,7 @@ def import_csv(text: str, directory_holds_passwords: bool = False) -> list[User]
                 for row, h in hashed
             ]
     except peewee.IntegrityError as exc:  # an account created meanwhile: the whole import is undone
-        raise Conflict("导入期间有账号已被创建,未导入任何账号,请重新导入") from exc
+        raise Conflict(_("导入期间有账号已被创建,未导入任何账号,请重新导入")) from exc
     audit.record("users_imported", detail=f"{len(users)} accounts")
     return users
 
@@ -124,7 +125,9 @@ def set_password(account: str, password: str, client: Client | None = None) -> U
     """Change the password; ends sessions, trusted devices and app passwords (a possible compromise)."""
     user = get(account)
     if not user.password_hash:
-        raise NotAllowed(f"{user.account} 的密码由目录(PORTAL_PASSWORD_BACKEND)管理,请在目录中修改")
+        raise NotAllowed(
+            _("%(account)s 的密码由目录(PORTAL_PASSWORD_BACKEND)管理,请在目录中修改", account=user.account)
+        )
     with db.atomic():
         User.update(password_hash=passwords.hash_password(password), password_changed_at=utcnow()).where(
             User.id == user.id
@@ -138,7 +141,7 @@ def set_password(account: str, password: str, client: Client | None = None) -> U
 def reset_2fa(account: str, reason: str, by: User | None = None, client: Client | None = None) -> int:
     """Admin support: remove all second factors (lost phone); the user binds again."""
     if not reason.strip():
-        raise InvalidInput("请填写重置原因")
+        raise InvalidInput(_("请填写重置原因"))
     user = get(account)
     with db.atomic():
         factors = list(Factor.select().where(Factor.user == user))
@@ -163,7 +166,7 @@ def set_admin(account: str, admin: bool, find=None) -> User:
     if user is None and find is not None:
         user = find(account)
     if user is None:
-        raise NotFound(f"账号不存在: {account}")
+        raise NotFound(_("账号不存在: %(account)s", account=account))
     User.update(is_admin=admin).where(User.id == user.id).execute()
     audit.record("user_admin_changed", user=user, detail="admin" if admin else "not admin")
     return User.get_by_id(user.id)
@@ -179,7 +182,7 @@ def unlock(account: str, by: User | None = None, client: Client | None = None) -
 def set_disabled(account: str, disabled: bool, by: User | None = None, client: Client | None = None) -> User:
     user = get(account)
     if by is not None and by.id == user.id and disabled:
-        raise NotAllowed("不能停用自己的账号")
+        raise NotAllowed(_("不能停用自己的账号"))
     with db.atomic():
         User.update(disabled=disabled).where(User.id == user.id).execute()
         if disabled:

@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from flask_babel import gettext as _
 
 from portal.services.errors import InvalidCredentials, InvalidInput
 
@@ -30,7 +31,7 @@ def algorithm(value: object) -> str:
     if value in (None, ""):
         return ED25519
     if value not in ALGORITHMS:
-        raise InvalidInput("不支持的密钥算法(Ed25519 或 ES256)", code="invalid_key")
+        raise InvalidInput(_("不支持的密钥算法(Ed25519 或 ES256)"), code="invalid_key")
     return str(value)
 
 
@@ -44,7 +45,7 @@ def public_key(algorithm: str, encoded: str) -> PublicKey:
             return ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), raw)
         return Ed25519PublicKey.from_public_bytes(raw)
     except (ValueError, TypeError) as exc:
-        raise InvalidInput("公钥无效", code="invalid_key") from exc
+        raise InvalidInput(_("公钥无效"), code="invalid_key") from exc
 
 
 def verify(key: PublicKey, signature: str, message: bytes) -> None:
@@ -59,4 +60,4 @@ def verify(key: PublicKey, signature: str, message: bytes) -> None:
         else:
             key.verify(raw, message)
     except (InvalidSignature, ValueError, TypeError) as exc:
-        raise InvalidCredentials("签名无效", code="bad_signature") from exc
+        raise InvalidCredentials(_("签名无效"), code="bad_signature") from exc

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 
 class DomainError(Exception):
-    """A refused operation: ``code`` is stable, ``message`` is for the user (zh-CN)."""
+    """A refused operation: ``code`` is stable, ``message`` is for the user in their language.
+
+    The message is a gettext string: translated where it is raised, or a lazy_gettext constant that
+    str() (or rendering) translates in the language of the moment.
+    """
 
     code = "error"
     status = 400

@@ -15,12 +15,13 @@ from email.utils import formataddr
 from urllib.parse import unquote, urlsplit
 
 from flask import current_app
+from flask_babel import lazy_gettext as _l
 
 from portal.services.errors import Unavailable
 
 TIMEOUT = 5  # seconds for each step of the conversation with the SMTP server (connect, each reply)
 PORTS = {"smtp": 25, "smtp+starttls": 587, "smtps": 465}
-FAILED = "验证码邮件发送失败,请稍后再试;如多次失败请联系管理员"
+FAILED = _l("验证码邮件发送失败,请稍后再试;如多次失败请联系管理员")
 
 
 def available() -> bool:

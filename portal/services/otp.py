@@ -7,6 +7,7 @@ import re
 import time
 
 import pyotp
+from flask_babel import gettext as _
 
 from portal.services.errors import InvalidCode
 
@@ -20,7 +21,7 @@ def parse_code(raw: str | None) -> str:
     """Exactly six ASCII digits once ASCII spaces are removed; anything else is refused."""
     code = (raw or "").replace(" ", "")
     if not CODE_RE.fullmatch(code):
-        raise InvalidCode("请输入 6 位数字验证码")
+        raise InvalidCode(_("请输入 6 位数字验证码"))
     return code
 
 

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 
 import peewee as pw
 from flask import current_app
+from flask_babel import lazy_gettext as _l
 
 from portal.models import AppPassword, AuditEvent, Factor, ThrottleCounter, User, utcnow
 from portal.services import accounts, audit, factors, policy, throttle, trust
@@ -15,18 +16,23 @@ from portal.services.app_passwords import USE_RECORD_INTERVAL
 USE_RECORD_MINUTES = int(USE_RECORD_INTERVAL.total_seconds() // 60)
 # What the activity table counts: (label, event, outcome); event None means any event.
 ACTIVITY = (
-    ("网页登录成功", "login_complete", "ok"),
-    ("密码错误", "login_password", "fail"),
-    ("验证码错误", "login_verify", "fail"),
+    (_l("网页登录成功"), "login_complete", "ok"),
+    (_l("密码错误"), "login_password", "fail"),
+    (_l("验证码错误"), "login_verify", "fail"),
     # A busy client's app-password logins are audited once per interval from the same protocol and IP.
-    (f"邮件客户端登录成功(同一客户端 {USE_RECORD_MINUTES} 分钟内只计一次)", "mail_login", "ok"),
-    ("邮件客户端登录失败", "mail_login", "fail"),
-    ("标记为“不是本人操作”", None, "not_me"),
-    ("账号或 IP 被锁定", "locked_out", "locked"),
+    (
+        _l("邮件客户端登录成功(同一客户端 %(minutes)s 分钟内只计一次)", minutes=USE_RECORD_MINUTES),
+        "mail_login",
+        "ok",
+    ),
+    (_l("邮件客户端登录失败"), "mail_login", "fail"),
+    (_l("标记为“不是本人操作”"), None, "not_me"),
+    (_l("账号或 IP 被锁定"), "locked_out", "locked"),
 )
-PERIODS = (("24 小时", timedelta(hours=24)), ("7 天", timedelta(days=7)))
+# The activity table's columns: (heading, span).
+PERIODS = ((_l("最近 24 小时"), timedelta(hours=24)), (_l("最近 7 天"), timedelta(days=7)))
 # Throttle scopes whose failures lock an account, as the support desk names them.
-LOCK_SCOPES = {"password": "密码", "otp": "验证码", "mail": "邮件客户端"}
+LOCK_SCOPES = {"password": _l("密码"), "otp": _l("验证码"), "mail": _l("邮件客户端")}
 
 
 @dataclass

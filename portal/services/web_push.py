@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives.asymmetric import ec
 from flask import Flask, current_app
+from flask_babel import gettext as _
 from py_vapid import Vapid02
 from pywebpush import WebPushException, webpush
 
@@ -72,7 +73,7 @@ def subscribe(device: Device, body: dict) -> None:
     """Keep the browser's ``PushSubscription.toJSON()`` for this device, replacing any earlier one."""
     endpoint, keys = body.get("endpoint"), body.get("keys")
     if not isinstance(endpoint, str) or not isinstance(keys, dict):
-        raise InvalidInput("需要 endpoint 和 keys", code="invalid_input")
+        raise InvalidInput(_("需要 endpoint 和 keys"), code="invalid_input")
     _check_endpoint(endpoint)
     p256dh, auth = _key(keys.get("p256dh"), 65, "p256dh"), _key(keys.get("auth"), 16, "auth")
     now = utcnow()
@@ -213,7 +214,7 @@ def _check_endpoint(endpoint: str) -> None:
         or not host
         or parts.username is not None
     ):
-        raise InvalidInput("endpoint 必须是 https:// 地址(至多 1000 个字符)", code="invalid_input")
+        raise InvalidInput(_("endpoint 必须是 https:// 地址(至多 1000 个字符)"), code="invalid_input")
 
 
 def _key(value: object, length: int, name: str) -> str:
@@ -228,5 +229,5 @@ def _key(value: object, length: int, name: str) -> str:
         if length == 65:  # the browser's P-256 point, uncompressed: it must be on the curve
             ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), raw)
     except ValueError as exc:
-        raise InvalidInput(f"keys.{name} 无效", code="invalid_input") from exc
+        raise InvalidInput(_("keys.%(name)s 无效", name=name), code="invalid_input") from exc
     return vapid.b64url(raw)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import Blueprint, g, render_template, request
+from flask_babel import gettext as _
 
 from portal.oidc import clients
 from portal.services import accounts, reports
@@ -17,7 +18,7 @@ USER_TEMPLATE = "admin/user.html"
 def _admins_only():
     # The guard has already required a full session (password and second factor, or a trusted device).
     if not g.user.is_admin:
-        raise NotAllowed("仅管理员可以访问此页面")
+        raise NotAllowed(_("仅管理员可以访问此页面"))
 
 
 @bp.get("")
@@ -47,7 +48,7 @@ def user_support():
 
 @bp.post("/users/unlock")
 def unlock():
-    return _act(lambda account: accounts.unlock(account, by=g.user, client=g.client), "已解除锁定")
+    return _act(lambda account: accounts.unlock(account, by=g.user, client=g.client), _("已解除锁定"))
 
 
 @bp.post("/users/reset-2fa")
@@ -55,18 +56,18 @@ def reset_2fa():
     reason = request.form.get("reason", "")
     return _act(
         lambda account: accounts.reset_2fa(account, reason, by=g.user, client=g.client),
-        "已重置二次验证:该用户需重新绑定,其登录会话和信任设备已失效",
+        _("已重置二次验证:该用户需重新绑定,其登录会话和信任设备已失效"),
     )
 
 
 @bp.post("/users/disable")
 def disable():
-    return _act(lambda account: accounts.set_disabled(account, True, by=g.user, client=g.client), "账号已停用")
+    return _act(lambda account: accounts.set_disabled(account, True, by=g.user, client=g.client), _("账号已停用"))
 
 
 @bp.post("/users/enable")
 def enable():
-    return _act(lambda account: accounts.set_disabled(account, False, by=g.user, client=g.client), "账号已启用")
+    return _act(lambda account: accounts.set_disabled(account, False, by=g.user, client=g.client), _("账号已启用"))
 
 
 def _act(action, notice: str):
