@@ -197,7 +197,8 @@ def _change_allowed(session: LoginSession, ticket: Ticket, client: Client) -> Pr
     """修改, first half verified on the phone: the bind dialog of the new factor comes next."""
     sessions.mark_verified(session, ticket.method)
     factors.grant_change(session, ticket.target)
-    return Progress("done", ticket, _("验证成功"), next=factors.begin_bind(session, session.user, ticket.target, client))
+    bind = factors.begin_bind(session, session.user, ticket.target, client)
+    return Progress("done", ticket, _("验证成功"), next=bind)
 
 
 # What an approved ticket does for its browser, by purpose.
