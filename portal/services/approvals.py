@@ -11,6 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+
 from portal.db import db
 from portal.models import LoginSession, Ticket, User, utcnow
 from portal.services import factors, login, sessions, throttle, tickets, web_push
@@ -24,10 +27,10 @@ PUSH_INTERVAL = timedelta(seconds=30)  # between two pushes of one browser for o
 PUSHES_PER_WINDOW = (10, 30)  # per account, per IP, in each throttle window
 # What the browser is told when the phone turned its request down: that it was refused, nothing more.
 # (Whoever sits at this browser may be the one the owner refused; the owner is told on 欢迎页.)
-REFUSED = "该请求已在手机上被拒绝,本次操作已取消。"
+REFUSED = _l("该请求已在手机上被拒绝,本次操作已取消。")
 DENIED = {
     tickets.NOT_ME: REFUSED,
-    tickets.NUMBER_MISMATCH: "App 中选择的数字与网页显示的不一致,本次请求已取消,请重试。",
+    tickets.NUMBER_MISMATCH: _l("App 中选择的数字与网页显示的不一致,本次请求已取消,请重试。"),
 }
 
 
@@ -99,7 +102,7 @@ def start_verify(
     """A fresh verification on the phone of the bound ``via`` factor, for 解绑 (unbind), 修改 (rebind)
     or a sensitive step (verify): a QR, or a push to the App (None: no push is sent by itself now)."""
     if "qr" not in factors.METHODS[via].channels or via not in factors.bound_methods(user):
-        raise NotAllowed("该验证方式不支持扫码")
+        raise NotAllowed(_("该验证方式不支持扫码"))
     if purpose == "unbind":
         factors.check_removable(user, target)
     if channel == "push":
@@ -112,7 +115,7 @@ def start_login(
 ) -> NewTicket | None:
     """The second step on the phone: 扫码授权 (QR), or 打开 App 确认授权 (push; None: none sent by itself)."""
     if session.stage != sessions.SECOND_FACTOR or method not in factors.bound_methods(session.user):
-        raise NotAllowed("当前无需此验证")
+        raise NotAllowed(_("当前无需此验证"))
     if channel == "push":
         return push(session, session.user, "login", "app", client, resend)
     return tickets.create(session, session.user, method, "login", client)
@@ -135,10 +138,12 @@ def push(
             return NewTicket(earlier, "")
         if earlier.deny_reason != tickets.NUMBER_MISMATCH:
             wait = int((earlier.created_at + PUSH_INTERVAL - utcnow()).total_seconds()) + 1
-            raise Throttled(f"授权请求刚刚发送过,请 {wait} 秒后再重新发送", retry_after=wait, code="rate_limited")
+            raise Throttled(
+                _("授权请求刚刚发送过,请 %(wait)s 秒后再重新发送", wait=wait), retry_after=wait, code="rate_limited"
+            )
     if tickets.open_pushes(user).count() >= PUSH_OPEN_LIMIT:
-        raise Throttled("待处理的授权请求过多,请先在 App 中处理,或使用验证码", retry_after=120, code="rate_limited")
-    throttle.spend("push", user.account, client.ip, *PUSHES_PER_WINDOW, what="发送授权请求")
+        raise Throttled(_("待处理的授权请求过多,请先在 App 中处理,或使用验证码"), retry_after=120, code="rate_limited")
+    throttle.spend("push", user.account, client.ip, *PUSHES_PER_WINDOW, what=_("发送授权请求"))
     new = tickets.create(session, user, "app", purpose, client, target=target, channel="push")
     web_push.notify(new.ticket)  # queued: the request does not wait for the push service
     return new
@@ -152,7 +157,7 @@ def progress(session: LoginSession, ticket_id: int, client: Client) -> Progress:
     ticket = tickets.of_session(session, ticket_id)
     state = tickets.state_of(ticket)
     if state == tickets.DENIED:
-        return Progress(state, ticket, DENIED.get(ticket.deny_reason, REFUSED))
+        return Progress(state, ticket, str(DENIED.get(ticket.deny_reason, REFUSED)))
     if state != tickets.APPROVED:
         return Progress(state, ticket)
     try:
@@ -167,32 +172,33 @@ def progress(session: LoginSession, ticket_id: int, client: Client) -> Progress:
 
 
 def _logged_in(session: LoginSession, ticket: Ticket, client: Client) -> Progress:
-    return Progress("done", ticket, "登录成功", step=login.complete_by_scan(session, ticket, client))
+    return Progress("done", ticket, _("登录成功"), step=login.complete_by_scan(session, ticket, client))
 
 
 def _bound(session: LoginSession, ticket: Ticket, client: Client) -> Progress:
     """The phone stored the factor when it confirmed; a forced binding ends here."""
     token = login.finish_forced_binding(session, client)
-    return Progress("done", ticket, "绑定成功", step=login.Step(token, sessions.FULL) if token else None)
+    return Progress("done", ticket, _("绑定成功"), step=login.Step(token, sessions.FULL) if token else None)
 
 
 def _unbound(session: LoginSession, ticket: Ticket, client: Client) -> Progress:
     factors.check_removable(session.user, ticket.target)
     factors.remove(session.user, ticket.target, client, ticket.method, session)
-    return Progress("done", ticket, "解绑成功")
+    return Progress("done", ticket, _("解绑成功"))
 
 
 def _verified(session: LoginSession, ticket: Ticket, client: Client) -> Progress:
     """安全验证 (step-up): the session counts as freshly verified."""
     sessions.mark_verified(session, ticket.method)
-    return Progress("done", ticket, "验证成功")
+    return Progress("done", ticket, _("验证成功"))
 
 
 def _change_allowed(session: LoginSession, ticket: Ticket, client: Client) -> Progress:
     """修改, first half verified on the phone: the bind dialog of the new factor comes next."""
     sessions.mark_verified(session, ticket.method)
     factors.grant_change(session, ticket.target)
-    return Progress("done", ticket, "验证成功", next=factors.begin_bind(session, session.user, ticket.target, client))
+    bind = factors.begin_bind(session, session.user, ticket.target, client)
+    return Progress("done", ticket, _("验证成功"), next=bind)
 
 
 # What an approved ticket does for its browser, by purpose.

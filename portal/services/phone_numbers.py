@@ -10,12 +10,13 @@ from __future__ import annotations
 import re
 
 import phonenumbers
+from flask_babel import lazy_gettext as _l
 from phonenumbers import PhoneNumberFormat, PhoneNumberType
 
 from portal.services.errors import InvalidInput
 
 DEFAULT_REGION = "CN"
-INVALID = "请输入正确的手机号码"
+INVALID = _l("请输入正确的手机号码")
 MAX_INPUT = 32  # longer input is not a phone number (and never reaches the parser)
 ALLOWED = re.compile(r"[0-9 +\-().]+")  # ASCII digits and separators: no letters (1-800-FLOWERS), no controls
 SMS_TYPES = {PhoneNumberType.MOBILE, PhoneNumberType.FIXED_LINE_OR_MOBILE}
@@ -29,12 +30,12 @@ def normalise(raw: str) -> str:
     """
     text = (raw or "").strip()
     if len(text) > MAX_INPUT or not ALLOWED.fullmatch(text):
-        raise InvalidInput(INVALID)
+        raise InvalidInput(str(INVALID))
     number = _parse(text)
     if number is None or not phonenumbers.is_valid_number(number):
-        raise InvalidInput(INVALID)
+        raise InvalidInput(str(INVALID))
     if phonenumbers.number_type(number) not in SMS_TYPES:
-        raise InvalidInput(INVALID)
+        raise InvalidInput(str(INVALID))
     return phonenumbers.format_number(number, PhoneNumberFormat.E164)
 
 

@@ -12,12 +12,14 @@ from __future__ import annotations
 import hmac
 import secrets
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import timedelta
 
 from flask import current_app
+from flask_babel import gettext as _
 
-from portal import crypto
+from portal import crypto, i18n
 from portal.models import LoginSession, MailedCode, User, utcnow
 from portal.services import audit, throttle
 from portal.services.client import Client
@@ -32,7 +34,7 @@ class Channel:
 
     method: str  # email | sms
     ttl: timedelta
-    what: str  # for a cap's message: "发送验证码邮件"
+    what: str  # for a cap's message: _l("发送验证码邮件"), shown in the language of the request
     deliver: Callable[[str, str, str, Client], None]  # (address, code, purpose, client); raises if not sent
     mask: Callable[[str], str]
     sent_event: str  # the audit event of a sent code: mail_code_sent, sms_code_sent
@@ -47,7 +49,7 @@ def send(session: LoginSession, user: User, channel: Channel, purpose: str, addr
     last = pending(session, channel, purpose)
     if last is not None and last.created_at > utcnow() - RESEND_AFTER:
         wait = int((last.created_at + RESEND_AFTER - utcnow()).total_seconds()) + 1
-        raise Throttled(f"验证码已发送,如未收到请 {wait} 秒后重新发送", retry_after=wait)
+        raise Throttled(_("验证码已发送,如未收到请 %(wait)s 秒后重新发送", wait=wait), retry_after=wait)
     per_account, per_ip = (
         int(current_app.config["THROTTLE_ACCOUNT_FAILURES"]),
         int(current_app.config["THROTTLE_IP_FAILURES"]),
@@ -65,7 +67,8 @@ def send(session: LoginSession, user: User, channel: Channel, purpose: str, addr
         expires_at=utcnow() + channel.ttl,
     )
     try:
-        channel.deliver(address, code, purpose, client)
+        with _in_language_of(user):  # the mail or text is written in the account's language
+            channel.deliver(address, code, purpose, client)
     except Exception:
         MailedCode.delete().where(MailedCode.id == row.id).execute()  # no code that nobody received
         raise
@@ -77,6 +80,11 @@ def send(session: LoginSession, user: User, channel: Channel, purpose: str, addr
         detail=f"{purpose} to {channel.mask(address)}",
     )
     return row
+
+
+def _in_language_of(user: User):
+    """The account's chosen language; without a choice, the request's own (what the user reads now)."""
+    return i18n.speaking(user.language) if i18n.normalise(user.language or "") else nullcontext()
 
 
 def _of(session: LoginSession, channel: Channel, purpose: str):

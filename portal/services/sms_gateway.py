@@ -39,6 +39,7 @@ from urllib.parse import quote, urlsplit
 
 import requests
 from flask import current_app
+from flask_babel import lazy_gettext as _l
 from urllib3.exceptions import ReadTimeoutError
 
 from portal.config import SMS_REQUIRED
@@ -47,7 +48,7 @@ from portal.services.errors import Unavailable
 
 log = logging.getLogger(__name__)
 
-FAILED = "短信发送失败,请稍后重试"
+FAILED = _l("短信发送失败,请稍后重试")
 CONNECT_TIMEOUT = 3.0  # seconds; the read timeout (and the bound on the whole answer) is SMS_TIMEOUT
 MAX_ANSWER = 64 * 1024  # bytes: a SendSms answer is a few hundred
 ENDPOINTS = {"aliyun": "https://dysmsapi.aliyuncs.com/", "tencent": "https://sms.tencentcloudapi.com/"}
@@ -67,7 +68,7 @@ class SmsFailed(Unavailable):
     code = "sms_failed"
 
     def __init__(self, detail: str, provider: str = ""):
-        super().__init__(FAILED)
+        super().__init__(str(FAILED))  # raised in a request: the language it is shown in
         self.detail = detail
         self.provider = provider
 

@@ -8,6 +8,9 @@ network has no such proof; a user with no factor bound has nothing to prove (and
 
 from __future__ import annotations
 
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+
 from portal.models import LoginSession
 from portal.services import sessions
 from portal.services.errors import DomainError, NotFound
@@ -15,11 +18,11 @@ from portal.services.errors import DomainError, NotFound
 # What may ask for it (the ticket's target for a phone approval) → how the dialog names it; and
 # "bind-<method>" for binding another method (named by the method).
 ACTIONS = {
-    "app-password": "生成专用密码",
-    "trusted-devices": "清除全部信任设备",
-    "recovery-codes": "生成备用码",
-    "remove-key": "删除安全密钥",
-    "secure-account": "退出其他所有设备",
+    "app-password": _l("生成专用密码"),
+    "trusted-devices": _l("清除全部信任设备"),
+    "recovery-codes": _l("生成备用码"),
+    "remove-key": _l("删除安全密钥"),
+    "secure-account": _l("退出其他所有设备"),
 }
 
 
@@ -28,11 +31,11 @@ def describe(action: str) -> str:
     from portal.services.factors import METHODS  # binding a method asks for step-up
 
     if action in ACTIONS:
-        return ACTIONS[action]
+        return str(ACTIONS[action])
     key = action.removeprefix("bind-")
     if action.startswith("bind-") and key in METHODS:
-        return f"绑定{METHODS[key].label}"
-    raise NotFound("页面不存在")
+        return _("绑定%(method)s", method=METHODS[key].label)
+    raise NotFound(_("页面不存在"))
 
 
 class StepUpRequired(DomainError):
@@ -42,7 +45,7 @@ class StepUpRequired(DomainError):
     status = 403
 
     def __init__(self, action: str):
-        super().__init__(f"{describe(action)}前,请先完成安全验证")
+        super().__init__(_("%(action)s前,请先完成安全验证", action=describe(action)))
         self.action = action
 
 

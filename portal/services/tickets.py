@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from flask import current_app
+from flask_babel import gettext as _
 
 from portal import crypto
 from portal.models import LoginSession, Ticket, User, utcnow
@@ -137,12 +138,12 @@ def pushes_of(session: LoginSession, purpose: str, target: str):
 def by_token(token: str, method: str) -> Ticket:
     """The ticket a scanned QR names; unknown and expired tickets are refused."""
     if not token or len(token) > 128:
-        raise NotFound("二维码无效", code="ticket_not_found")
+        raise NotFound(_("二维码无效"), code="ticket_not_found")
     ticket = Ticket.get_or_none((Ticket.token_hash == crypto.token_hash(token)) & (Ticket.method == method))
     if ticket is None:
-        raise NotFound("二维码无效", code="ticket_not_found")
+        raise NotFound(_("二维码无效"), code="ticket_not_found")
     if state_of(ticket) == EXPIRED:
-        raise Expired("二维码已过期,请在网页上刷新二维码", code="ticket_expired")
+        raise Expired(_("二维码已过期,请在网页上刷新二维码"), code="ticket_expired")
     return ticket
 
 
@@ -150,7 +151,7 @@ def of_session(session: LoginSession, ticket_id: int) -> Ticket:
     """A ticket as its own browser sees it (another browser's ticket does not exist for it)."""
     ticket = Ticket.get_or_none((Ticket.id == ticket_id) & (Ticket.session == session))
     if ticket is None:
-        raise NotFound("二维码不存在,请重新操作", code="ticket_not_found")
+        raise NotFound(_("二维码不存在,请重新操作"), code="ticket_not_found")
     return ticket
 
 
@@ -168,7 +169,7 @@ def mark_scanned(ticket: Ticket) -> None:
 def require_live_session(ticket: Ticket) -> None:
     """The browser that made the ticket is still logged in (not out, timed out or disabled)."""
     if not sessions.is_live(ticket.session):
-        raise Conflict("网页已退出登录或登录已超时,请在网页上重新操作", code="session_ended")
+        raise Conflict(_("网页已退出登录或登录已超时,请在网页上重新操作"), code="session_ended")
 
 
 def check_open(ticket: Ticket) -> None:
@@ -182,7 +183,7 @@ def check_open(ticket: Ticket) -> None:
     now = utcnow()
     until = throttle.locked_until("otp", ticket.user.account, ticket.ip, now)
     if until is not None:
-        message = f"该帐号验证失败次数过多,已临时锁定,请于 {local_clock(until, now)} 后再试"
+        message = _("该帐号验证失败次数过多,已临时锁定,请于 %(when)s 后再试", when=local_clock(until, now))
         raise Throttled(message, retry_after=int((until - now).total_seconds()), code="account_locked")
 
 
@@ -203,7 +204,7 @@ def decide(ticket: Ticket, approver: str, approve: bool, trust_device: bool = Fa
         .execute()
     )
     if changed != 1:
-        raise Conflict("该二维码已处理", code="ticket_used")
+        raise Conflict(_("该二维码已处理"), code="ticket_used")
     ticket.state, ticket.approver = (APPROVED if approve else DENIED), approver
     ticket.trust_device, ticket.deny_reason = bool(trust_device and approve), "" if approve else deny_reason
 

@@ -6,6 +6,8 @@ import logging
 import time
 from datetime import timedelta
 
+from flask_babel import gettext as _
+
 from portal import crypto
 from portal.db import db
 from portal.models import ApiToken, Factor, Ticket, WeChatUser, utcnow
@@ -30,7 +32,7 @@ CHOICES = {
 def sign_in(appid: str, openid: str, unionid: str, session_key: str) -> tuple[str, int]:
     """After code2session: remember the WeChat user of this mini-program, issue an opaque bearer token."""
     if not openid:
-        raise InvalidInput("微信登录失败", code="invalid_code")
+        raise InvalidInput(_("微信登录失败"), code="invalid_code")
     now = utcnow()
     with db.atomic():
         WeChatUser.insert(
@@ -48,7 +50,7 @@ def sign_in(appid: str, openid: str, unionid: str, session_key: str) -> tuple[st
 def authenticate(bearer: str | None) -> WeChatUser:
     """The WeChat user behind a live bearer token, else 401."""
     if not bearer or len(bearer) > 128:
-        raise InvalidCredentials("请重新登录小程序", code="invalid_token")
+        raise InvalidCredentials(_("请重新登录小程序"), code="invalid_token")
     row = (
         ApiToken.select(ApiToken, WeChatUser)
         .join(WeChatUser)
@@ -56,7 +58,7 @@ def authenticate(bearer: str | None) -> WeChatUser:
         .first()
     )
     if row is None:
-        raise InvalidCredentials("请重新登录小程序", code="invalid_token")
+        raise InvalidCredentials(_("请重新登录小程序"), code="invalid_token")
     return row.wechat_user
 
 
@@ -100,7 +102,7 @@ def confirm(wx_user: WeChatUser, token: str, client: Client | None = None) -> di
     """确认 for bind / unbind / rebind / verify tickets. A bind stores the new factor at once."""
     ticket = _ticket_for(wx_user, token)
     if ticket.purpose == "login":
-        raise InvalidInput("登录请求请选择授权方式", code="wrong_purpose")
+        raise InvalidInput(_("登录请求请选择授权方式"), code="wrong_purpose")
     if ticket.purpose == "bind":
         _bind(ticket, wx_user, client)
     else:
@@ -113,7 +115,7 @@ def approve(wx_user: WeChatUser, token: str, trust_device: bool, client: Client 
     """确认授权并信任此设备 (trust_device) or 临时登录, for login tickets."""
     ticket = _ticket_for(wx_user, token)
     if ticket.purpose != "login":
-        raise InvalidInput("该二维码不是登录请求", code="wrong_purpose")
+        raise InvalidInput(_("该二维码不是登录请求"), code="wrong_purpose")
     tickets.decide(ticket, wx_user.openid, approve=True, trust_device=trust_device)
     tickets.record(ticket, "wechat_login_approved", "ok", client, detail="trust" if trust_device else "once")
     return {"state": ticket.state, "purpose": ticket.purpose}
@@ -135,7 +137,7 @@ def _ticket_for(wx_user: WeChatUser, token: str) -> Ticket:
     """Only the WeChat user bound to the account may see or decide its non-bind tickets."""
     ticket = tickets.by_token(token, METHOD)
     if ticket.purpose != "bind" and not _bound(wx_user).where(Factor.user == ticket.user_id).exists():
-        raise NotAllowed("该帐号未绑定当前微信", code="not_bound_to_you")
+        raise NotAllowed(_("该帐号未绑定当前微信"), code="not_bound_to_you")
     tickets.require_live_session(ticket)
     return ticket
 

@@ -5,6 +5,7 @@ sends the browser on to what it asked for (the dialog it wanted, in the same #di
 from __future__ import annotations
 
 from flask import Blueprint, g, request, url_for
+from flask_babel import gettext as _
 
 from portal.services import factors, step_up
 from portal.services.errors import DomainError
@@ -67,18 +68,18 @@ def verify_submit(action: str):
 def ask(action: str, via: str = "", mode: str = "", resend: bool = False, error: str | None = None):
     """The 安全验证 dialog for ``action`` (a fragment for htmx, else a page with the dialog open)."""
     step_up.check_action(action)
-    _, cancel = _next(action)
+    cancel = _next(action)[1]
     dialog = verify_dialog.build(
         verify_dialog.Links("step_up", {"action": action}),
-        before=f"{step_up.describe(action)}前",
-        intro=f"为保护您的帐号,{step_up.describe(action)}前需要再验证一次身份。",
+        before=_("%(action)s前", action=step_up.describe(action)),
+        intro=_("为保护您的帐号,%(action)s前需要再验证一次身份。", action=step_up.describe(action)),
         purpose="verify",
         target=action,
         cancel_url=cancel,
         via=via,
         mode=mode,
         resend=resend,
-        title="安全验证",
+        title=_("安全验证"),
     )
     return page_or_fragment(TEMPLATE, "dialog", v=dialog, error=error or dialog.challenge.error)
 

@@ -11,6 +11,9 @@ from __future__ import annotations
 import secrets
 from datetime import timedelta
 
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+
 from portal import crypto
 from portal.db import db
 from portal.models import Enrollment, Factor, LoginSession, RecoveryCode, User, utcnow
@@ -20,7 +23,7 @@ from portal.services.errors import NotAllowed
 from portal.services.factors.base import FactorMethod
 
 KEY = "recovery"
-LABEL = "备用码"
+LABEL = _l("备用码")
 COUNT = 10
 LENGTH = 10
 ALPHABET = "23456789abcdefghjkmnpqrstuvwxyz"  # no 0/o, 1/l/i: read off paper without doubt
@@ -32,9 +35,9 @@ class Recovery(FactorMethod):
 
     key = KEY
     label = LABEL
-    login_hint = "输入一个未使用过的备用码(10 位字母和数字,如 abcde-23456)"
-    dialog_hint = "输入一个未使用过的备用码"
-    code_label = "备用码"
+    login_hint = _l("输入一个未使用过的备用码(10 位字母和数字,如 abcde-23456)")
+    dialog_hint = _l("输入一个未使用过的备用码")
+    code_label = _l("备用码")
     code_inputmode = "text"
 
 
@@ -44,7 +47,7 @@ RECOVERY = Recovery()
 def issue(session: LoginSession, user: User, client: Client | None) -> list[str]:
     """生成备用码 on the settings page: a bound factor and a fresh verification first (step-up)."""
     if not Factor.select().where(Factor.user == user).exists():
-        raise NotAllowed("请先绑定一种二次验证方式,再生成备用码")
+        raise NotAllowed(_("请先绑定一种二次验证方式,再生成备用码"))
     step_up.require(session, "recovery-codes")
     codes = generate(user, client)
     with db.atomic():

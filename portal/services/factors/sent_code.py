@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from flask_babel import lazy_gettext as _l
+
 from portal import crypto
 from portal.models import Factor, LoginSession, User
 from portal.services import audit, otp, sent_codes, throttle
@@ -14,7 +16,7 @@ from portal.services.errors import InvalidCode, NotFound
 from portal.services.factors import binding
 from portal.services.factors.base import FactorMethod, Form
 
-WRONG_CODE = "验证码错误或已过期,请重新获取"
+WRONG_CODE = _l("验证码错误或已过期,请重新获取")
 
 
 @dataclass
@@ -29,7 +31,7 @@ class SentCodeEnrollment:
 class SentCodeMethod(FactorMethod):
     sends_code = True
     channel: sent_codes.Channel
-    not_bound = "该验证方式未绑定"
+    not_bound = _l("该验证方式未绑定")
     address_label = ""  # where codes go: 备用邮箱, 手机
     bind_partial = "security/bind/_sent_code.html"
     # The bind dialog's wording and its address field (type: email | tel, also its autocomplete).
@@ -59,7 +61,7 @@ class SentCodeMethod(FactorMethod):
             try:  # a malformed code is a failed attempt too, audited like a wrong one
                 code = sent_codes.consume(session, self.channel, "bind", otp.parse_code(form.get("code")))
                 if code is None:
-                    raise InvalidCode(WRONG_CODE)
+                    raise InvalidCode(str(WRONG_CODE))
             except InvalidCode as exc:
                 audit.record("factor_bind", user=user, method=self.key, outcome="fail", client=client, detail=exc.code)
                 raise InvalidCode(exc.message + attempt.warning(), code=exc.code) from None
@@ -78,7 +80,7 @@ class SentCodeMethod(FactorMethod):
 
     def check(self, factor, raw, session) -> None:
         if session is None or sent_codes.consume(session, self.channel, "verify", otp.parse_code(raw)) is None:
-            raise InvalidCode(WRONG_CODE)
+            raise InvalidCode(str(WRONG_CODE))
 
     def send_code(self, session: LoginSession, user: User, client: Client) -> str:
         """Send a code to the bound address (login, 解绑, 修改); returns the masked address."""
@@ -94,5 +96,5 @@ class SentCodeMethod(FactorMethod):
     def bound_address(self, user: User) -> str:
         factor = Factor.of(user, self.key)
         if factor is None:
-            raise NotFound(self.not_bound)
+            raise NotFound(str(self.not_bound))
         return crypto.decrypt(factor.secret)
