@@ -215,7 +215,7 @@ def verify_assertion(session: LoginSession, user: User, credential_json: str, pu
     a key look cloned.
     """
     data = _parse(credential_json)
-    _, challenge = _claim_challenge(session, user, (purpose,))
+    _purpose, challenge = _claim_challenge(session, user, (purpose,))
     key = _key_of(user, data)
     try:
         verified = verify_authentication_response(
