@@ -68,12 +68,12 @@
   }
 
   function message(form, error) {
-    var name = error && error.name;
-    if (name === "NotAllowedError" || name === "AbortError") return wording(form, "cancelled");
-    if (name === "InvalidStateError") return wording(form, "registered");
-    if (name === "SecurityError") return wording(form, "insecure");
-    if (name === "NotSupportedError") return wording(form, "unsupported");
-    return wording(form, "failed");
+    var name = error && error.name, key = "failed";
+    if (name === "NotAllowedError" || name === "AbortError") key = "cancelled";
+    else if (name === "InvalidStateError") key = "registered";
+    else if (name === "SecurityError") key = "insecure";
+    else if (name === "NotSupportedError") key = "unsupported";
+    return wording(form, key) || (error && error.message) || "";  // the browser's own words, if the page has none
   }
 
   function showError(form, text) {
