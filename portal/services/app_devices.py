@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import peewee
+from flask_babel import gettext as _
 
 from portal import crypto
 from portal.db import db
@@ -61,7 +62,7 @@ def enroll(
     name, platform = _label(name, 60), _label(platform, 60)
     ticket = tickets.by_token(ticket_token, METHOD)
     if ticket.purpose != "bind":
-        raise InvalidInput("这不是绑定二维码", code="wrong_purpose")
+        raise InvalidInput(_("这不是绑定二维码"), code="wrong_purpose")
     tickets.require_live_session(ticket)
     device_id = "dev_" + secrets.token_urlsafe(12)
     secret = otp.new_secret()
@@ -99,15 +100,15 @@ def authenticate(request: SignedRequest) -> Device:
     """The device that signed this request, refusing stale times, replays and removed devices."""
     device = Device.get_or_none(Device.device_id == (request.device_id or "")[:64])
     if device is None or not _is_bound(device):
-        raise InvalidCredentials("设备未绑定或已解绑", code="device_unknown")
+        raise InvalidCredentials(_("设备未绑定或已解绑"), code="device_unknown")
     try:
         skew = abs(int(request.timestamp) - int(time.time()))
     except ValueError as exc:
-        raise InvalidCredentials("时间戳无效", code="bad_timestamp") from exc
+        raise InvalidCredentials(_("时间戳无效"), code="bad_timestamp") from exc
     if skew > CLOCK_SKEW:
-        raise InvalidCredentials("设备时间与服务器相差过大,请校准时间", code="stale_request")
+        raise InvalidCredentials(_("设备时间与服务器相差过大,请校准时间"), code="stale_request")
     if not 16 <= len(request.nonce) <= 64:
-        raise InvalidCredentials("缺少随机数", code="bad_nonce")
+        raise InvalidCredentials(_("缺少随机数"), code="bad_nonce")
     message = signing_input(request.method, request.path, request.timestamp, request.nonce, request.body)
     device_keys.verify(device_keys.public_key(device.algorithm, device.public_key), request.signature, message)
     # What was signed, not the signature: its bytes and their spellings are not unique (module docstring).
@@ -116,7 +117,7 @@ def authenticate(request: SignedRequest) -> Device:
         with db.atomic():
             DeviceSignature.create(signature_hash=digest)
     except peewee.IntegrityError as exc:
-        raise InvalidCredentials("重复的请求", code="replayed_request") from exc
+        raise InvalidCredentials(_("重复的请求"), code="replayed_request") from exc
     if secrets.randbelow(100) == 0:  # now and then, forget signatures too old to be accepted anyway
         prune_signatures()
     Device.update(last_seen_at=utcnow()).where(Device.id == device.id).execute()
@@ -143,10 +144,10 @@ def approve(device: Device, challenge_id: int, number: object, client: Client | 
     """确定授权: the number picked in the App must be the one the browser shows."""
     ticket = _challenge(device, challenge_id)
     if not isinstance(number, int) or isinstance(number, bool):  # malformed, not a guess: keep the challenge
-        raise InvalidInput("number 必须是整数", code="invalid_input")
+        raise InvalidInput(_("number 必须是整数"), code="invalid_input")
     if number != ticket.match_number:
         _deny(ticket, device, tickets.NUMBER_MISMATCH, client)
-        raise Conflict("数字不匹配,本次请求已取消;请核对网页上显示的数字", code="number_mismatch")
+        raise Conflict(_("数字不匹配,本次请求已取消;请核对网页上显示的数字"), code="number_mismatch")
     tickets.decide(ticket, device.device_id, approve=True)
     tickets.record(ticket, f"app_{ticket.purpose}_approved", "ok", client, detail="push")
     return {"state": ticket.state, "purpose": ticket.purpose}
@@ -194,9 +195,9 @@ def prune_signatures() -> int:
 def _challenge(device: Device, challenge_id: int) -> Ticket:
     ticket = Ticket.get_or_none((Ticket.id == challenge_id) & (Ticket.method == METHOD) & (Ticket.channel == "push"))
     if ticket is None or ticket.user_id != device.user_id:
-        raise NotFound("授权请求不存在", code="challenge_not_found")
+        raise NotFound(_("授权请求不存在"), code="challenge_not_found")
     if tickets.state_of(ticket) == tickets.EXPIRED:
-        raise Expired("授权请求已过期", code="challenge_expired")
+        raise Expired(_("授权请求已过期"), code="challenge_expired")
     tickets.require_live_session(ticket)
     return ticket
 
@@ -205,7 +206,7 @@ def _scanned(device: Device, ticket_token: str) -> Ticket:
     """The QR ticket the App scanned, if it is one this device may approve."""
     ticket = tickets.by_token(ticket_token, METHOD)
     if ticket.purpose == "bind" or ticket.channel != "qr":
-        raise InvalidInput("该二维码不能用于授权", code="wrong_purpose")
+        raise InvalidInput(_("该二维码不能用于授权"), code="wrong_purpose")
     _check_owner(ticket, device)
     return ticket
 
@@ -218,7 +219,7 @@ def _deny(ticket: Ticket, device: Device, reason: str, client: Client | None) ->
 
 def _check_owner(ticket: Ticket, device: Device) -> None:
     if ticket.user_id != device.user_id:
-        raise NotAllowed("该帐号未绑定此设备", code="not_bound_to_you")
+        raise NotAllowed(_("该帐号未绑定此设备"), code="not_bound_to_you")
     tickets.require_live_session(ticket)
 
 

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 
 import peewee
 import pyotp
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 
 from portal import crypto
 from portal.db import db
@@ -27,12 +29,12 @@ RESYNC_WINDOW = 1000  # two consecutive codes this far ahead resynchronise a tok
 TOTP_DRIFT_STEPS = 1  # the previous and the next time step are accepted too
 DIGESTS = {"sha1": hashlib.sha1, "sha256": hashlib.sha256, "sha512": hashlib.sha512}
 
-NOT_FOUND = "未找到该序列号的动态口令"
-ASSIGNED_ELSEWHERE = "该动态口令已分配给其他账号"
-WRONG_CODE = "动态口令错误,请重新输入"
-REUSED = "该动态口令已使用,请按键生成新的动态口令"
-RESYNC_HINT = "动态口令错误:如令牌长期未用,请输入连续两个动态口令以同步"
-RESYNC_FAILED = "两个动态口令不连续或不正确"
+NOT_FOUND = _l("未找到该序列号的动态口令")
+ASSIGNED_ELSEWHERE = _l("该动态口令已分配给其他账号")
+WRONG_CODE = _l("动态口令错误,请重新输入")
+REUSED = _l("该动态口令已使用,请按键生成新的动态口令")
+RESYNC_HINT = _l("动态口令错误:如令牌长期未用,请输入连续两个动态口令以同步")
+RESYNC_FAILED = _l("两个动态口令不连续或不正确")
 
 
 @dataclass(frozen=True)
@@ -148,7 +150,7 @@ def assign(serial: str, account: str) -> HardwareToken:
             return token
         free = (HardwareToken.id == token.id) & HardwareToken.user.is_null()
         if not HardwareToken.update(user=user, assigned_at=utcnow()).where(free).execute():
-            raise Conflict(f"{ASSIGNED_ELSEWHERE},请先取消分配", code="assigned_elsewhere")
+            raise Conflict(_("该动态口令已分配给其他账号,请先取消分配"), code="assigned_elsewhere")
         audit.record("token_assigned", user=user, method="token", detail=f"serial {token.serial}")
     return HardwareToken.get_by_id(token.id)
 
@@ -159,7 +161,7 @@ def unassign(serial: str) -> User:
         token = _get(serial)
         held = (HardwareToken.id == token.id) & (HardwareToken.user == token.user_id)
         if token.user_id is None or not HardwareToken.update(user=None, assigned_at=None).where(held).execute():
-            raise Conflict(f"该动态口令未分配给任何账号: {token.serial}", code="not_assigned")
+            raise Conflict(_("该动态口令未分配给任何账号: %(serial)s", serial=token.serial), code="not_assigned")
         user = User.get_by_id(token.user_id)
         bound = list(Factor.holding("token", token.serial))
         for factor in bound:
@@ -189,7 +191,7 @@ def parse_code(raw: str | None, digits: int) -> str:
     """Exactly ``digits`` ASCII digits once ASCII spaces are removed; anything else is refused."""
     code = (raw or "").replace(" ", "")
     if not re.fullmatch(f"[0-9]{{{digits}}}", code, re.ASCII):
-        raise InvalidCode(f"请输入 {digits} 位数字动态口令")
+        raise InvalidCode(_("请输入 %(digits)s 位数字动态口令", digits=digits))
     return code
 
 
@@ -231,7 +233,7 @@ def resync(token: HardwareToken, code1: str | None, code2: str | None) -> None:
     """HOTP only: two consecutive codes up to RESYNC_WINDOW ahead move the counter just past them."""
     fresh = HardwareToken.get_by_id(token.id)
     if fresh.kind != "hotp":
-        raise InvalidInput("时间型动态口令无需同步", code="not_hotp")
+        raise InvalidInput(_("时间型动态口令无需同步"), code="not_hotp")
     first, second = parse_code(code1, fresh.digits), parse_code(code2, fresh.digits)
     generator = _generator(fresh)
     found, previous = None, generator.at(fresh.counter)

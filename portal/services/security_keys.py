@@ -17,6 +17,8 @@ from urllib.parse import urlsplit
 
 import peewee
 from flask import current_app
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from webauthn import (
     generate_authentication_options,
     generate_registration_options,
@@ -56,11 +58,11 @@ ALGORITHMS = [
 ]
 KEY_FIELDS = ("credential_id", "public_key", "sign_count", "transports", "aaguid", "name")
 
-FAILED = "安全密钥验证失败,请重试"
-EXPIRED = "安全密钥操作已过期,请重试"
-TOO_MANY = f"最多可绑定 {MAX_KEYS} 个安全密钥,请先删除不用的安全密钥"
-DUPLICATE = "该安全密钥已绑定"
-IP_ADDRESS = "安全密钥需要通过域名访问本站(如 localhost),当前地址是 IP 地址"
+FAILED = _l("安全密钥验证失败,请重试")
+EXPIRED = _l("安全密钥操作已过期,请重试")
+TOO_MANY = _l("最多可绑定 %(n)s 个安全密钥,请先删除不用的安全密钥", n=MAX_KEYS)
+DUPLICATE = _l("该安全密钥已绑定")
+IP_ADDRESS = _l("安全密钥需要通过域名访问本站(如 localhost),当前地址是 IP 地址")
 
 
 def _public_url():
@@ -90,7 +92,7 @@ def unavailable_reason() -> str | None:
     """Why browsers would refuse this site's security keys (a sentence for the settings row), or None."""
     host = rp_id()
     if not host:
-        return "安全密钥需要有效的站点地址(PORTAL_PUBLIC_URL)"
+        return _("安全密钥需要有效的站点地址(PORTAL_PUBLIC_URL)")
     try:
         ipaddress.ip_address(host)
     except ValueError:
@@ -99,7 +101,7 @@ def unavailable_reason() -> str | None:
         return IP_ADDRESS
     local = host == "localhost" or host.endswith(".localhost")  # browsers treat these as secure
     if _public_url().scheme != "https" and not local:
-        return "安全密钥需要通过 https 访问本站"
+        return _("安全密钥需要通过 https 访问本站")
     return None
 
 
@@ -161,7 +163,7 @@ def finish_registration(
         raise InvalidCode(FAILED, code="webauthn_failed") from exc
     credential_id = bytes_to_base64url(verified.credential_id)
     if len(credential_id) > SecurityKey.credential_id.max_length:
-        raise InvalidCode("暂不支持此安全密钥(凭据过长),请换一个安全密钥", code="webauthn_unsupported")
+        raise InvalidCode(_("暂不支持此安全密钥(凭据过长),请换一个安全密钥"), code="webauthn_unsupported")
     if SecurityKey.select().where(SecurityKey.credential_id == credential_id).exists():
         raise Conflict(DUPLICATE, code="webauthn_duplicate")
     return {
@@ -195,7 +197,7 @@ def authentication_options(session: LoginSession, user: User, purpose: str) -> s
     _require_available()
     keys = keys_of(user)
     if not keys:
-        raise NotFound("未绑定安全密钥", code="webauthn_no_keys")
+        raise NotFound(_("未绑定安全密钥"), code="webauthn_no_keys")
     options = generate_authentication_options(
         rp_id=rp_id(),
         timeout=BROWSER_TIMEOUT_MS,
@@ -213,7 +215,7 @@ def verify_assertion(session: LoginSession, user: User, credential_json: str, pu
     a key look cloned.
     """
     data = _parse(credential_json)
-    _, challenge = _claim_challenge(session, user, (purpose,))
+    _purpose, challenge = _claim_challenge(session, user, (purpose,))
     key = _key_of(user, data)
     try:
         verified = verify_authentication_response(
@@ -227,7 +229,7 @@ def verify_assertion(session: LoginSession, user: User, credential_json: str, pu
     except Exception as exc:  # noqa: BLE001 - the library raises many kinds on bad input: never a 500
         raise InvalidCode(FAILED, code="webauthn_failed") from exc
     if not claim_counter(key, verified.new_sign_count):
-        raise InvalidCode("安全密钥的使用次数异常(可能被复制),请重试或联系管理员", code="webauthn_cloned")
+        raise InvalidCode(_("安全密钥的使用次数异常(可能被复制),请重试或联系管理员"), code="webauthn_cloned")
     return SecurityKey.get_by_id(key.id)
 
 
@@ -325,7 +327,7 @@ def _key_of(user: User, data: dict[str, Any]) -> SecurityKey:
         raise InvalidCode(FAILED, code="webauthn_malformed") from exc
     key = SecurityKey.get_or_none((SecurityKey.user == user) & (SecurityKey.credential_id == credential_id))
     if key is None:
-        raise InvalidCode("此安全密钥未绑定本账号,请换一个安全密钥重试", code="webauthn_unknown_key")
+        raise InvalidCode(_("此安全密钥未绑定本账号,请换一个安全密钥重试"), code="webauthn_unknown_key")
     return key
 
 
@@ -345,7 +347,7 @@ def _clean_name(raw: str | None, user: User) -> str:
         taken = {key.name for key in keys_of(user)}
         return next(f"安全密钥 {n}" for n in range(1, MAX_KEYS + 2) if f"安全密钥 {n}" not in taken)
     if len(name) > NAME_MAX:
-        raise InvalidInput(f"安全密钥名称不能超过 {NAME_MAX} 个字符", code="name_too_long")
+        raise InvalidInput(_("安全密钥名称不能超过 %(n)s 个字符", n=NAME_MAX), code="name_too_long")
     if any(unicodedata.category(ch) in FORBIDDEN_CATEGORIES for ch in name):
-        raise InvalidInput("安全密钥名称不能包含控制字符", code="name_invalid")
+        raise InvalidInput(_("安全密钥名称不能包含控制字符"), code="name_invalid")
     return name

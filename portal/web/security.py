@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from flask import Blueprint, g, request, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 
 from portal.services import approvals, factors, sessions
 from portal.services.errors import DomainError, NotFound
@@ -17,7 +19,8 @@ TEMPLATE = "security/twofa.html"
 BIND, VERIFY = "security/dialog/_bind.html", "security/_verify.html"
 WAITING, DONE, MESSAGE = "security/dialog/_waiting.html", "security/dialog/_done.html", "security/dialog/_message.html"
 CHANGED = "factorsChanged"
-ACTIONS = {"unbind": "解绑", "change": "修改"}
+# What the verification is for, before the method's hint: "解绑第三方 OTP前"
+ACTIONS = {"unbind": _l("解绑%(label)s前"), "change": _l("修改%(label)s前")}
 PURPOSES = {"unbind": "unbind", "change": "rebind"}  # the phone's ticket for each
 
 
@@ -87,7 +90,7 @@ def remove_credential(method: str, credential_id: int):
         return step_up.ask(exc.action)
     except DomainError as exc:
         return _render("dialog", dialog=MESSAGE, error=exc.message)
-    return _render("dialog", dialog=DONE, done="删除成功", trigger=CHANGED)
+    return _render("dialog", dialog=DONE, done=_("删除成功"), trigger=CHANGED)
 
 
 @bp.get("/scan/<int(max=2147483647):ticket_id>")
@@ -144,7 +147,7 @@ def verify_submit(method: str, action: str):
     try:
         if action == "unbind":
             factors.unbind(g.login, g.user, method, via, request.form.get("code"), g.client)
-            return _render("dialog", dialog=DONE, done="解绑成功", trigger=CHANGED)
+            return _render("dialog", dialog=DONE, done=_("解绑成功"), trigger=CHANGED)
         factors.authorize_change(g.login, g.user, method, via, request.form.get("code"), g.client)
         next_step = factors.begin_bind(g.login, g.user, method, g.client)
     except DomainError as exc:
@@ -154,7 +157,7 @@ def verify_submit(method: str, action: str):
 
 def _check_target(method: str, action: str) -> None:
     if method not in METHODS or action not in ACTIONS:
-        raise NotFound("页面不存在")
+        raise NotFound(_("页面不存在"))
 
 
 def _bound(new_token: str | None):
@@ -163,7 +166,7 @@ def _bound(new_token: str | None):
         guard.set_session_cookie(new_token)
     suggest = not new_token and not recovery.remaining(g.user)  # the first factor: 备用码 are offered now
     return _render(
-        "dialog", dialog=DONE, done="绑定成功", forced=bool(new_token), suggest_recovery=suggest, trigger=CHANGED
+        "dialog", dialog=DONE, done=_("绑定成功"), forced=bool(new_token), suggest_recovery=suggest, trigger=CHANGED
     )
 
 
@@ -171,14 +174,14 @@ def _final_message(progress: approvals.Progress) -> str:
     if progress.state in ("denied", "refused"):
         return progress.message
     if progress.state == "expired":
-        return "二维码已过期,请关闭后重新操作"
-    return "该二维码已处理"
+        return _("二维码已过期,请关闭后重新操作")
+    return _("该二维码已处理")
 
 
 def _bind_dialog(pending: factors.Pending | None, error: str | None = None):
     """The dialog that binds a new factor: the method's own partial (a secret, a sent code, a QR, a key)."""
     if pending is None or pending.state is None:
-        return _render("dialog", dialog=MESSAGE, error=error or "绑定已过期,请重新开始")
+        return _render("dialog", dialog=MESSAGE, error=error or _("绑定已过期,请重新开始"))
     ticket = getattr(pending.state, "ticket", None)
     poll = url_for("security.scan_poll", ticket_id=ticket.id) if ticket is not None else None
     return _render("dialog", dialog=BIND, pending=pending, poll=poll, error=error)
@@ -187,11 +190,11 @@ def _bind_dialog(pending: factors.Pending | None, error: str | None = None):
 def _verify_dialog(method: str, action: str, via: str, error: str | None = None, mode: str = "", resend=False):
     """The 解绑 / 修改 verification of ``method`` by ``via`` (push, QR or code)."""
     if method not in factors.bound_methods(g.user):
-        return _render("dialog", dialog=MESSAGE, error="该验证方式未绑定")
+        return _render("dialog", dialog=MESSAGE, error=_("该验证方式未绑定"))
     try:
         dialog = verify_dialog.build(
             verify_dialog.Links("security", {"method": method, "action": action}),
-            before=f"{ACTIONS[action]}{METHODS[method].label}前",
+            before=ACTIONS[action] % {"label": METHODS[method].label},
             purpose=PURPOSES[action],
             target=method,
             cancel_url=url_for("security.twofa"),

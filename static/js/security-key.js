@@ -4,13 +4,9 @@
 // Delegated from document, so forms that htmx swaps in later work too; no inline script (CSP).
 (function () {
   "use strict";
-  var MESSAGES = {
-    unsupported: "此浏览器不支持安全密钥",
-    cancelled: "操作已取消或超时,请重试",
-    registered: "该安全密钥已绑定,请换一个安全密钥",
-    insecure: "安全密钥需要通过域名访问本站(如 localhost),当前地址是 IP 地址",
-    failed: "安全密钥操作失败,请重试"
-  };
+  // What the user reads comes from the page, in its language: the form's data-webauthn-msg-<key>
+  // attributes (templates/security/_macros.html webauthn_messages), or an ancestor's.
+  var KEYS = ["unsupported", "cancelled", "registered", "insecure", "failed"];
   var HTMX_VERBS = ["hx-post", "hx-put", "hx-patch"];
 
   function toBytes(text) {
@@ -63,13 +59,21 @@
     });
   }
 
-  function message(error) {
-    var name = error && error.name;
-    if (name === "NotAllowedError" || name === "AbortError") return MESSAGES.cancelled;
-    if (name === "InvalidStateError") return MESSAGES.registered;
-    if (name === "SecurityError") return MESSAGES.insecure;
-    if (name === "NotSupportedError") return MESSAGES.unsupported;
-    return MESSAGES.failed;
+  function wording(form, key) {
+    var attribute = "data-webauthn-msg-" + (KEYS.indexOf(key) >= 0 ? key : "failed");
+    var holder = form.closest("[" + attribute + "]");
+    if (holder) return holder.getAttribute(attribute);
+    holder = form.closest("[data-webauthn-msg-failed]");
+    return holder ? holder.getAttribute("data-webauthn-msg-failed") : "";
+  }
+
+  function message(form, error) {
+    var name = error && error.name, key = "failed";
+    if (name === "NotAllowedError" || name === "AbortError") key = "cancelled";
+    else if (name === "InvalidStateError") key = "registered";
+    else if (name === "SecurityError") key = "insecure";
+    else if (name === "NotSupportedError") key = "unsupported";
+    return wording(form, key) || (error && error.message) || "";  // the browser's own words, if the page has none
   }
 
   function showError(form, text) {
@@ -105,14 +109,14 @@
   function ceremony(form, submitter) {
     var kind = form.getAttribute("data-webauthn");
     if (!window.PublicKeyCredential || !navigator.credentials) {
-      showError(form, MESSAGES.unsupported);
+      showError(form, wording(form, "unsupported"));
       return;
     }
     var options;
     try {
       options = publicKeyOptions(kind, JSON.parse(form.getAttribute("data-webauthn-options")));
     } catch (error) {
-      showError(form, MESSAGES.failed);
+      showError(form, wording(form, "failed"));
       return;
     }
     form.dataset.webauthnBusy = "1";
@@ -126,7 +130,7 @@
       submitFilled(form, submitter);
     }).catch(function (error) {
       delete form.dataset.webauthnBusy;
-      showError(form, message(error));
+      showError(form, message(form, error));
     });
   }
 

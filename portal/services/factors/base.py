@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+
 from portal.models import Factor, LoginSession, User
 from portal.services.client import Client
 from portal.services.errors import InvalidCode, NotAllowed
@@ -32,7 +35,7 @@ class FactorMethod:
     channels: tuple[str, ...] = ("code",)  # how a verification goes: push (App), qr (a phone scans), code
     login_hint = ""  # the login page: where the user finds the code
     dialog_hint = ""  # 解绑 / 修改 / 安全验证 dialogs, after "解绑…前,"
-    code_label = "验证码"
+    code_label = _l("验证码")
     code_inputmode = "numeric"  # the phone keyboard for the code field
     sends_code = False  # a code is sent on request (发送验证码): 备用邮箱, 短信
     code_minutes = 0  # how long a sent code stays valid
@@ -56,23 +59,23 @@ class FactorMethod:
     def begin_bind(self, session: LoginSession, user: User, purpose: str, client: Client, form: Form | None):
         """What the bind dialog shows: opened (``form`` None) or again after a refused step (its fields);
         None when that bind has expired meanwhile."""
-        raise NotAllowed("该验证方式不能在网页上绑定")
+        raise NotAllowed(_("该验证方式不能在网页上绑定"))
 
     def bind(self, session: LoginSession, user: User, purpose: str, form: Form, client: Client):
         """One step of the bind dialog: the new Factor once bound, else what the dialog shows next."""
-        raise NotAllowed("该验证方式不能在网页上绑定")
+        raise NotAllowed(_("该验证方式不能在网页上绑定"))
 
     def send_bind_code(self, session: LoginSession, user: User, purpose: str, form: Form, client: Client):
         """发送验证码 to the address being bound (``sends_code`` methods); what the dialog shows next."""
-        raise NotAllowed("该验证方式无需发送验证码")
+        raise NotAllowed(_("该验证方式无需发送验证码"))
 
     def check(self, factor: Factor, raw: str | None, session: LoginSession | None) -> None:
         """Raise InvalidCode unless ``raw`` proves ``factor`` now; a one-time thing is spent here."""
-        raise InvalidCode("该验证方式不支持验证码")
+        raise InvalidCode(_("该验证方式不支持验证码"))
 
     def send_code(self, session: LoginSession, user: User, client: Client) -> str:
         """Send a verification code to the bound address (``sends_code`` methods); where it went, masked."""
-        raise NotAllowed("该验证方式无需发送验证码")
+        raise NotAllowed(_("该验证方式无需发送验证码"))
 
     def challenge_context(self, session: LoginSession, user: User) -> dict:
         """Extra values the challenge partial shows (where the code was sent, …)."""
@@ -84,7 +87,7 @@ class FactorMethod:
 
     def remove_credential(self, session: LoginSession, user: User, credential_id: int, client: Client) -> None:
         """删除 one credential of a ``several`` method (the last one unbinds it)."""
-        raise NotAllowed("该验证方式没有可单独删除的凭据")
+        raise NotAllowed(_("该验证方式没有可单独删除的凭据"))
 
     def on_removed(self, factor: Factor) -> None:
         """Drop what rested on a factor that was unbound, replaced or reset (inside that transaction)."""

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import peewee
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 
 from portal.db import db, lock_rows
 from portal.models import Enrollment, Factor, Grant, LoginSession, Ticket, User, utcnow
@@ -20,7 +22,7 @@ from portal.services.factors import recovery
 from portal.services.factors.base import ALREADY_BOUND, GRANT_EXPIRED, SESSION_NOT_FULL, FactorMethod
 
 GRANT_TTL = timedelta(minutes=10)
-NOT_BOUND_MESSAGE = "该验证方式未绑定"
+NOT_BOUND_MESSAGE = _l("该验证方式未绑定")
 
 
 @dataclass
@@ -80,7 +82,7 @@ def set_default(user: User, method: str, client: Client) -> None:
     """默认验证方式: the second step opens with ``method`` ("" = the recommended order); 更换验证方式
     still offers every method."""
     if method and method not in {m.key for m in default_choices(user)}:
-        raise NotFound("该验证方式未绑定,不能设为默认验证方式", code="not_bound")
+        raise NotFound(_("该验证方式未绑定,不能设为默认验证方式"), code="not_bound")
     User.update(default_method=method).where(User.id == user.id).execute()
     user.default_method = method
     audit.record("default_method_set", user=user, method=method, client=client)
@@ -97,7 +99,7 @@ def method(key: str) -> FactorMethod:
     """The method of a key from a URL or form; NotFound for anything else."""
     found = factors.METHODS.get(key)
     if found is None:
-        raise NotFound("页面不存在")
+        raise NotFound(_("页面不存在"))
     return found
 
 
@@ -124,7 +126,7 @@ def verify(
             if method == recovery.KEY:
                 _check_recovery_code(user, raw_code, client)
             elif method not in usable and method in bound_methods(user):
-                raise InvalidCode("管理员账号只能使用管理员指定的验证方式", code="method_not_allowed")
+                raise InvalidCode(_("管理员账号只能使用管理员指定的验证方式"), code="method_not_allowed")
             else:
                 _check_code(Factor.of(user, method), method, raw_code, session)
         except InvalidCode as exc:
@@ -147,7 +149,7 @@ def verify(
 
 def _check_recovery_code(user: User, raw_code: str | None, client: Client) -> None:
     if not recovery.consume(user, raw_code):
-        raise InvalidCode("备用码错误或已使用")
+        raise InvalidCode(_("备用码错误或已使用"))
     left = recovery.remaining(user)
     audit.record("recovery_code_used", user=user, method=recovery.KEY, client=client, detail=f"{left} left")
 
@@ -167,7 +169,7 @@ def binding_purpose(session: LoginSession, user: User, method: str) -> str:
     """
     label = factors.METHODS[method].label
     if method not in offered(user):
-        raise NotAllowed(f"{label}需由管理员开通")
+        raise NotAllowed(_("%(label)s需由管理员开通", label=label))
     if has_grant(session, f"change:{method}"):
         return "rebind"
     bound = bound_methods(user)
@@ -175,7 +177,7 @@ def binding_purpose(session: LoginSession, user: User, method: str) -> str:
         step_up.require(session, f"bind-{method}")
         return "add"
     if method in bound:
-        raise Conflict(f"{label}已绑定;如需更换请使用“修改”", code=ALREADY_BOUND)
+        raise Conflict(_("%(label)s已绑定;如需更换请使用“修改”", label=label), code=ALREADY_BOUND)
     if bound:
         step_up.require(session, f"bind-{method}")
     return "bind"
@@ -243,7 +245,7 @@ def commit_binding(
     with db.atomic():
         if replaces:
             if not use_grant(session, f"change:{method}"):
-                raise Expired("修改的验证已过期,请在网页上重新操作", code=GRANT_EXPIRED)
+                raise Expired(_("修改的验证已过期,请在网页上重新操作"), code=GRANT_EXPIRED)
             old = Factor.of(user, method)
             Factor.delete().where((Factor.user == user) & (Factor.method == method)).execute()
             # What rested on the old factor goes, unless the new one rests on the same (微信 bound again).
@@ -253,7 +255,7 @@ def commit_binding(
             with db.atomic():
                 factor = Factor.create(user=user, method=method, **fields)
         except peewee.IntegrityError as exc:
-            raise Conflict(f"{label}已绑定;如需更换请使用“修改”", code=ALREADY_BOUND) from exc
+            raise Conflict(_("%(label)s已绑定;如需更换请使用“修改”", label=label), code=ALREADY_BOUND) from exc
         sessions.mark_verified(session, method)
         event = "factor_changed" if replaces else "factor_bound"
         audit.record(event, user=user, method=method, client=client, detail=detail or fields.get("label", ""))
@@ -266,7 +268,7 @@ def commit_scanned_binding(ticket: Ticket, approver: str, client: Client | None,
     Only a browser past the password (full, or forced to bind) may bind (invariant 7).
     """
     if ticket.session.stage not in (sessions.FULL, sessions.BINDING):
-        raise NotAllowed("网页登录未完成", code=SESSION_NOT_FULL)
+        raise NotAllowed(_("网页登录未完成"), code=SESSION_NOT_FULL)
     with db.atomic():
         tickets.decide(ticket, approver, approve=True)
         return commit_binding(ticket.session, ticket.user, ticket.method, client, ticket.replaces, **fields)
@@ -279,7 +281,7 @@ def unbind(session: LoginSession, user: User, method: str, via: str, raw_code: s
     remove(user, method, client, via, session)
 
 
-LAST_FACTOR = "管理员要求启用二次验证,不能解绑唯一的验证方式;如需更换请使用“修改”"
+LAST_FACTOR = _l("管理员要求启用二次验证,不能解绑唯一的验证方式;如需更换请使用“修改”")
 
 
 def check_removable(user: User, method: str) -> None:

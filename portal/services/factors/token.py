@@ -6,6 +6,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+
 from portal.db import db
 from portal.models import HardwareToken
 from portal.services import audit, hardware_tokens, throttle
@@ -24,10 +27,10 @@ class TokenEnrollment:
 
 class Token(FactorMethod):
     key = METHOD
-    label = "动态口令"
-    login_hint = "按下动态口令令牌的按键(或查看令牌屏幕),输入显示的数字"
-    dialog_hint = "输入动态口令令牌显示的数字"
-    code_label = "动态口令"
+    label = _l("动态口令")
+    login_hint = _l("按下动态口令令牌的按键(或查看令牌屏幕),输入显示的数字")
+    dialog_hint = _l("输入动态口令令牌显示的数字")
+    code_label = _l("动态口令")
 
     def assigned_to(self, user) -> bool:
         return HardwareToken.select().where(HardwareToken.user == user).exists()
@@ -53,8 +56,8 @@ class Token(FactorMethod):
     def check(self, factor, raw, session) -> None:
         token = HardwareToken.by_serial(factor.external_id)
         if token is None or token.user_id != factor.user_id:  # unassigned meanwhile
-            raise InvalidCode("该动态口令已停用,请联系管理员")
+            raise InvalidCode(_("该动态口令已停用,请联系管理员"))
         hardware_tokens.check_code(token, raw)
 
     def describe(self, factor) -> str:
-        return f"序列号 {factor.label}"
+        return _("序列号 %(serial)s", serial=factor.label)

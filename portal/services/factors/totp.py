@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from flask import current_app
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 
 from portal import crypto
 from portal.db import db
@@ -33,9 +35,9 @@ class TotpEnrollment:
 
 class Totp(FactorMethod):
     key = "totp"
-    label = "第三方 OTP"
-    login_hint = "打开您的身份验证器 App(如 Microsoft Authenticator),输入本账号的 6 位验证码"
-    dialog_hint = "打开您的身份验证器 App 输入验证码"
+    label = _l("第三方 OTP")
+    login_hint = _l("打开您的身份验证器 App(如 Microsoft Authenticator),输入本账号的 6 位验证码")
+    dialog_hint = _l("打开您的身份验证器 App 输入验证码")
 
     def begin_bind(self, session, user, purpose, client, form=None) -> TotpEnrollment | None:
         if form is not None:  # again after a refused code: the same secret, or None once it expired
@@ -54,9 +56,9 @@ def check_step(factor: Factor, raw: str | None) -> None:
     code = otp.parse_code(raw)
     step = otp.matching_step(crypto.decrypt(factor.secret), code)
     if step is None:
-        raise InvalidCode("验证码错误,请重新输入")
+        raise InvalidCode(_("验证码错误,请重新输入"))
     if not factor.claim_step(step):
-        raise InvalidCode("该验证码已使用,请等待下一个验证码", code=CODE_REUSED)
+        raise InvalidCode(_("该验证码已使用,请等待下一个验证码"), code=CODE_REUSED)
 
 
 def begin(session: LoginSession, user: User, purpose: str) -> TotpEnrollment:
@@ -81,19 +83,19 @@ def confirm(session: LoginSession, user: User, enrollment_id: int, raw_code: str
         (Enrollment.id == enrollment_id) & (Enrollment.session == session) & (Enrollment.method == Totp.key)
     )
     if enrollment is None or enrollment.expires_at <= utcnow():
-        raise Expired("绑定已过期,请重新开始绑定")
+        raise Expired(_("绑定已过期,请重新开始绑定"))
     with throttle.begin("otp", user.account, client.ip, user_agent=client.user_agent) as attempt:
         try:  # a malformed code is a failed attempt too, audited like a wrong one
             step = otp.matching_step(crypto.decrypt(enrollment.secret), otp.parse_code(raw_code))
             if step is None:
-                raise InvalidCode("验证码错误,请确认 App 中显示的是本账号的验证码")
+                raise InvalidCode(_("验证码错误,请确认 App 中显示的是本账号的验证码"))
         except InvalidCode as exc:
             audit.record("factor_bind", user=user, method=Totp.key, outcome="fail", client=client, detail=exc.code)
             raise InvalidCode(exc.message + attempt.warning(), code=exc.code) from None
         with db.atomic():
             claimed = Enrollment.delete().where((Enrollment.id == enrollment.id) & (Enrollment.expires_at > utcnow()))
             if claimed.execute() != 1:
-                raise Expired("绑定已完成或已过期")
+                raise Expired(_("绑定已完成或已过期"))
             factor = binding.commit_binding(
                 session,
                 user,

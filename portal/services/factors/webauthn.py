@@ -7,6 +7,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+
 from portal.db import db, lock_rows
 from portal.models import Factor, LoginSession, SecurityKey, User
 from portal.services import audit, revocation, security_keys, step_up
@@ -28,11 +31,11 @@ class KeyEnrollment:
 
 class WebAuthn(FactorMethod):
     key = METHOD
-    label = "安全密钥"
+    label = _l("安全密钥")
     channels = ("key",)
     several = True
-    login_hint = "插入安全密钥并触摸它,或使用本设备的通行密钥(指纹、面容或 PIN)"
-    dialog_hint = "使用安全密钥验证"
+    login_hint = _l("插入安全密钥并触摸它,或使用本设备的通行密钥(指纹、面容或 PIN)")
+    dialog_hint = _l("使用安全密钥验证")
     challenge_partial = "security/challenge/_webauthn.html"
 
     def unavailable(self) -> str | None:
@@ -76,7 +79,7 @@ class WebAuthn(FactorMethod):
             lock_rows(User.select(User.id).where(User.id == user.id))
             keys = security_keys.keys_of(user)
             if not any(key.id == key_id for key in keys):
-                raise NotFound("该安全密钥不存在或已删除")
+                raise NotFound(_("该安全密钥不存在或已删除"))
             if len(keys) == 1:
                 binding.check_removable(user, METHOD)
                 binding.remove(user, METHOD, client, "step-up", session)
@@ -89,4 +92,4 @@ class WebAuthn(FactorMethod):
         SecurityKey.delete().where(SecurityKey.user == factor.user_id).execute()
 
     def describe(self, factor) -> str:
-        return "、".join(key.name for key in security_keys.keys_of(factor.user))
+        return _("、").join(key.name for key in security_keys.keys_of(factor.user))

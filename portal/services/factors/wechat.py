@@ -3,21 +3,23 @@ there (确认授权并信任此设备 / 临时登录) or by its 6-digit code. Th
 
 from __future__ import annotations
 
+from flask_babel import lazy_gettext as _l
+
 from portal.models import ApiToken, WeChatUser
 from portal.services.factors.phone import PhoneMethod
 
 
 class WeChat(PhoneMethod):
     key = "wechat"
-    label = "微信"
-    login_hint = "打开微信搜索“邮箱安全助手”小程序,找到本账号的 6 位验证码"
-    dialog_hint = "打开【微信-邮箱安全助手】输入验证码"
-    scan_with = "【微信】"
-    qr_note = (
+    label = _l("微信")
+    login_hint = _l("打开微信搜索“邮箱安全助手”小程序,找到本账号的 6 位验证码")
+    dialog_hint = _l("打开【微信-邮箱安全助手】输入验证码")
+    scan_with = _l("【微信】")
+    qr_note = _l(
         "在小程序中选择“确认授权并信任此设备”后,以后在本浏览器登录将不再需要二次验证;选择“临时登录”则下次仍需验证。"
     )
-    rebind_title = "修改微信:绑定新的微信"
-    rebind_keeps = "确认前原绑定的微信仍然有效"
+    rebind_title = _l("修改微信:绑定新的微信")
+    rebind_keeps = _l("确认前原绑定的微信仍然有效")
 
     def on_removed(self, factor) -> None:
         holder = WeChatUser.of_binding(factor.external_id)
