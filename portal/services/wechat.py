@@ -148,7 +148,7 @@ def _bind(ticket: Ticket, wx_user: WeChatUser, client: Client | None) -> None:
         ticket,
         wx_user.openid,
         client,
-        label=f"微信用户 {mask(wx_user.openid)}",
+        label=mask(wx_user.openid),  # WeChat.describe names it: 微信用户 o1***
         external_id=wx_user.binding_id,
         secret=crypto.encrypt(otp.new_secret()),
     )

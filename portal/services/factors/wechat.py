@@ -3,6 +3,7 @@ there (确认授权并信任此设备 / 临时登录) or by its 6-digit code. Th
 
 from __future__ import annotations
 
+from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
 from portal.models import ApiToken, WeChatUser
@@ -20,6 +21,11 @@ class WeChat(PhoneMethod):
     )
     rebind_title = _l("修改微信:绑定新的微信")
     rebind_keeps = _l("确认前原绑定的微信仍然有效")
+    STORED_PREFIX = "微信用户 "  # labels stored before the English pages named the user in the label itself
+
+    def describe(self, factor) -> str:
+        """The bound WeChat user by their masked openid (the label stores only that)."""
+        return _("微信用户 %(user)s", user=factor.label.removeprefix(self.STORED_PREFIX))
 
     def on_removed(self, factor) -> None:
         holder = WeChatUser.of_binding(factor.external_id)
