@@ -167,7 +167,7 @@ def unassign(serial: str) -> User:
         for factor in bound:
             Factor.delete().where(Factor.id == factor.id).execute()
             revocation.revoke_access(factor.user, "token unassigned", None, removed=[factor])
-        detail = f"serial {token.serial}" + ("; its 动态口令 factor removed" if bound else "")
+        detail = f"serial {token.serial}" + ("; its token factor removed" if bound else "")
         audit.record("token_unassigned", user=user, method="token", detail=detail)
     return user
 

@@ -343,9 +343,11 @@ def _transports(data: dict[str, Any]) -> str:
 
 def _clean_name(raw: str | None, user: User) -> str:
     name = unicodedata.normalize("NFC", (raw or "").strip())
-    if not name:  # the first "安全密钥 N" not taken by one of the user's keys
+    if not name:  # the first "安全密钥 N" not taken by one of the user's keys, named in the user's language
         taken = {key.name for key in keys_of(user)}
-        return next(f"安全密钥 {n}" for n in range(1, MAX_KEYS + 2) if f"安全密钥 {n}" not in taken)
+        return next(
+            default for default in (_("安全密钥 %(n)s", n=n) for n in range(1, MAX_KEYS + 2)) if default not in taken
+        )
     if len(name) > NAME_MAX:
         raise InvalidInput(_("安全密钥名称不能超过 %(n)s 个字符", n=NAME_MAX), code="name_too_long")
     if any(unicodedata.category(ch) in FORBIDDEN_CATEGORIES for ch in name):
