@@ -19,7 +19,7 @@ json_api.use_envelope(blueprint)
 
 def _user():
     header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
+    scheme, _space, token = header.partition(" ")
     return wechat.authenticate(token.strip() if scheme.lower() == "bearer" else None)
 
 

@@ -145,7 +145,7 @@ def revoke():
 @api.route("/oauth/userinfo", methods=["GET", "POST"])
 def userinfo():
     header = request.headers.get("Authorization", "")
-    scheme, _, value = header.partition(" ")
+    scheme, _space, value = header.partition(" ")
     row = tokens.lookup(value.strip()) if scheme.lower() == "bearer" else None
     if row is None or not tokens.is_active(row):
         response = jsonify(error="invalid_token")

@@ -94,7 +94,7 @@ def current_window(now: datetime) -> tuple[datetime, int]:
 def _lock_end(now: datetime | None = None) -> str:
     """When the current window ends, as local time ("16:45")."""
     now = now or utcnow()
-    _, retry_after = current_window(now)
+    _start, retry_after = current_window(now)
     return local_clock(now + timedelta(seconds=retry_after), now)
 
 
@@ -139,7 +139,7 @@ def spend(scope: str, account: str, ip: str, per_account: int, per_ip: int, what
     """Count one use against a cap (never given back); over it, Throttled naming ``what`` and until when."""
     now = utcnow()
     window, retry_after = current_window(now)
-    _, full = _reserve(scope, _limits(account, ip, per_account, per_ip), window)
+    _attempt, full = _reserve(scope, _limits(account, ip, per_account, per_ip), window)
     if full:
         audit.record("rate_limited", account=account, outcome="limited", client=Client(ip=ip), detail=full)
         raise Throttled(
@@ -181,7 +181,7 @@ def locked_until(scope: str, account: str, ip: str, now: datetime | None = None)
 
 
 def failures(scope: str, account: str, now: datetime | None = None) -> int:
-    window, _ = current_window(now or utcnow())
+    window, _left = current_window(now or utcnow())
     return _count(f"{scope}:acct", account.lower(), window)
 
 
