@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from flask import Blueprint, jsonify, request
+from flask_babel import gettext as _
 
 from portal.services.errors import DomainError, InvalidInput
 
 
 def envelope(code: str, message: str, status: int):
     """{"error": {"code", "message"}} with its HTTP status."""
-    return jsonify(error={"code": code, "message": message}), status
+    return jsonify(error={"code": code, "message": str(message)}), status
 
 
 def use_envelope(blueprint: Blueprint) -> None:
@@ -21,7 +22,7 @@ def body() -> dict:
     """The request's JSON object ({} when there is no body); anything else is a 400."""
     parsed = request.get_json(silent=True)
     if (parsed is None and request.content_length) or (parsed is not None and not isinstance(parsed, dict)):
-        raise InvalidInput("请求体必须是 JSON 对象", code="invalid_json")
+        raise InvalidInput(_("请求体必须是 JSON 对象"), code="invalid_json")
     return parsed or {}
 
 
@@ -29,5 +30,5 @@ def flag(data: dict, key: str) -> bool:
     """A boolean field (false when absent); strings and numbers are refused, not guessed."""
     value = data.get(key, False)
     if not isinstance(value, bool):
-        raise InvalidInput(f"{key} 必须是 true 或 false", code="invalid_input")
+        raise InvalidInput(_("%(field)s 必须是 true 或 false", field=key), code="invalid_input")
     return value

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import Blueprint, g, jsonify, request
+from flask_babel import gettext as _
 
 from portal import json_api
 from portal.models import utcnow
@@ -18,7 +19,7 @@ json_api.use_envelope(blueprint)
 
 def _user():
     header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
+    scheme, _space, token = header.partition(" ")
     return wechat.authenticate(token.strip() if scheme.lower() == "bearer" else None)
 
 
@@ -26,7 +27,7 @@ def _user():
 def create_session():
     code = json_api.body().get("code")
     if not isinstance(code, str):
-        raise InvalidInput("缺少 code", code="invalid_code")
+        raise InvalidInput(_("缺少 code"), code="invalid_code")
     session = client.code_to_session(code)
     token, expires_in = wechat.sign_in(session.appid, session.openid, session.unionid, session.session_key)
     return jsonify(token=token, expires_in=expires_in)

@@ -13,6 +13,8 @@ from datetime import timedelta
 
 import requests
 from flask import current_app
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from wechatpy import WeChatClient
 from wechatpy.exceptions import WeChatClientException
 from wechatpy.session import SessionStorage
@@ -24,13 +26,13 @@ TIMEOUT = (3.05, 5)  # connect, read seconds
 TOKEN_ERRORS = {40001, 40014, 42001}  # access_token invalid / expired: refetch once
 
 ERRORS = {
-    40029: (401, "invalid_code", "微信登录凭证无效,请重新进入小程序"),
-    40163: (401, "invalid_code", "微信登录凭证已使用,请重新进入小程序"),
-    45011: (429, "rate_limited", "操作太频繁,请稍后再试"),
-    40226: (403, "user_blocked", "该微信用户存在风险,无法登录"),
-    -1: (503, "wechat_unavailable", "微信服务繁忙,请稍后再试"),
+    40029: (401, "invalid_code", _l("微信登录凭证无效,请重新进入小程序")),
+    40163: (401, "invalid_code", _l("微信登录凭证已使用,请重新进入小程序")),
+    45011: (429, "rate_limited", _l("操作太频繁,请稍后再试")),
+    40226: (403, "user_blocked", _l("该微信用户存在风险,无法登录")),
+    -1: (503, "wechat_unavailable", _l("微信服务繁忙,请稍后再试")),
 }
-UNAVAILABLE = (503, "wechat_unavailable", "微信服务暂时不可用,请稍后再试")
+UNAVAILABLE = (503, "wechat_unavailable", _l("微信服务暂时不可用,请稍后再试"))
 
 
 class WeChatError(DomainError):
@@ -93,14 +95,14 @@ class _Client(WeChatClient):
 def _client() -> _Client:
     config = current_app.config
     if not config["WECHAT_APPID"] or not config["WECHAT_SECRET"]:
-        raise WeChatError("微信小程序未配置", code="wechat_not_configured", status=503)
+        raise WeChatError(_("微信小程序未配置"), code="wechat_not_configured", status=503)
     return _Client(str(config["WECHAT_API_BASE"]), str(config["WECHAT_APPID"]), str(config["WECHAT_SECRET"]))
 
 
 def code_to_session(code: str) -> WeChatSession:
     """Exchange a wx.login() code for the user's openid and session_key."""
     if not code or len(code) > 128:
-        raise WeChatError("缺少微信登录凭证", code="invalid_code", status=400)
+        raise WeChatError(_("缺少微信登录凭证"), code="invalid_code", status=400)
     client = _client()
     for attempt in range(2):
         try:
@@ -122,4 +124,4 @@ def _mapped(errcode: int | None) -> WeChatError:
     status, code, message = ERRORS.get(errcode, UNAVAILABLE) if errcode is not None else UNAVAILABLE
     if errcode is not None and errcode not in ERRORS:
         current_app.logger.warning("WeChat error %s", errcode)
-    return WeChatError(message, code=code, status=status)
+    return WeChatError(str(message), code=code, status=status)

@@ -8,6 +8,7 @@ from urllib.parse import urlencode, urlsplit
 from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749.errors import InvalidClientError
 from flask import Blueprint, Response, current_app, g, jsonify, render_template, request, url_for
+from flask_babel import gettext as _
 from joserfc import jwt
 from joserfc.errors import JoseError
 
@@ -120,9 +121,9 @@ def _without_prompt() -> str:
 
 def _error_page(error: OAuth2Error):
     message = {
-        "invalid_client": "应用未登记,无法登录。请联系网络信息化中心。",
-        "invalid_request": "登录请求无效(回调地址不符或参数错误),请从应用重新进入。",
-    }.get(error.error, "登录请求无效,请从应用重新进入。")
+        "invalid_client": _("应用未登记,无法登录。请联系网络信息化中心。"),
+        "invalid_request": _("登录请求无效(回调地址不符或参数错误),请从应用重新进入。"),
+    }.get(error.error, _("登录请求无效,请从应用重新进入。"))
     return render_template("error.html", message=message, detail=error.description), 400
 
 
@@ -144,7 +145,7 @@ def revoke():
 @api.route("/oauth/userinfo", methods=["GET", "POST"])
 def userinfo():
     header = request.headers.get("Authorization", "")
-    scheme, _, value = header.partition(" ")
+    scheme, _space, value = header.partition(" ")
     row = tokens.lookup(value.strip()) if scheme.lower() == "bearer" else None
     if row is None or not tokens.is_active(row):
         response = jsonify(error="invalid_token")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from flask_babel import gettext as _
+
 from portal import directory
 from portal.db import db
 from portal.models import LoginSession, User, utcnow
@@ -85,7 +87,7 @@ def _network_skips(user: User, client: Client) -> bool:
 def second_step(session: LoginSession, method: str, raw_code: str | None, trust_device: bool, client: Client) -> Step:
     """Verify the second factor; the session becomes full under a new id."""
     if session.stage != sessions.SECOND_FACTOR:
-        raise Conflict("无需二次验证", code="not_pending")
+        raise Conflict(_("无需二次验证"), code="not_pending")
     method = factors.verify(session.user, method, raw_code, client, "login", session)
     with db.atomic():
         token = sessions.advance(session, sessions.SECOND_FACTOR, sessions.FULL, method)
@@ -110,7 +112,7 @@ def finish_forced_binding(session: LoginSession, client: Client) -> str | None:
         return None
     usable = factors.choices(session.user)
     if not usable:
-        raise NotAllowed("请先完成绑定")
+        raise NotAllowed(_("请先完成绑定"))
     token = sessions.advance(session, sessions.BINDING, sessions.FULL, usable[0].key)  # binding it proved it
     audit.record("login_complete", user=session.user, client=client, detail="after forced binding")
     return token
@@ -120,7 +122,7 @@ def lock_notice(user: User, client: Client) -> str | None:
     """While the second step of this account (or this IP) is locked: until when, in local time."""
     now = utcnow()
     until = throttle.locked_until("otp", user.account, client.ip, now)
-    return f"尝试次数过多,请于 {local_clock(until, now)} 后再试" if until else None
+    return _("尝试次数过多,请于 %(time)s 后再试", time=local_clock(until, now)) if until else None
 
 
 def logout(session: LoginSession, client: Client) -> None:

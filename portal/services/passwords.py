@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from argon2 import PasswordHasher
 from argon2.exceptions import HashingError, InvalidHashError, VerificationError, VerifyMismatchError
+from flask_babel import gettext as _
 
 from portal.services.errors import InvalidInput, Unavailable
 
@@ -19,9 +20,9 @@ def hash_password(password: str) -> str:
 
 def check_strength(password: str) -> None:
     if len(password) < MIN_LENGTH:
-        raise InvalidInput(f"密码至少 {MIN_LENGTH} 个字符")
+        raise InvalidInput(_("密码至少 %(num)s 个字符", num=MIN_LENGTH))
     if len(password) > 256:
-        raise InvalidInput("密码过长")
+        raise InvalidInput(_("密码过长"))
 
 
 def verify(stored_hash: str | None, password: str) -> bool:
@@ -39,7 +40,7 @@ def verify(stored_hash: str | None, password: str) -> bool:
     except (VerifyMismatchError, InvalidHashError):
         return False
     except (VerificationError, HashingError) as exc:
-        raise Unavailable("系统繁忙,密码暂时无法校验,请稍后再试") from exc
+        raise Unavailable(_("系统繁忙,密码暂时无法校验,请稍后再试")) from exc
 
 
 def needs_rehash(stored_hash: str) -> bool:

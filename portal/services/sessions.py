@@ -12,6 +12,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from flask import current_app
+from flask_babel import gettext as _
 
 from portal import crypto
 from portal.models import LoginSession, User, utcnow
@@ -108,7 +109,7 @@ def advance(session: LoginSession, from_stage: str, to_stage: str, method: str) 
         .execute()
     )
     if changed != 1:
-        raise Conflict("登录状态已变化,请重新登录", code="session_changed")
+        raise Conflict(_("登录状态已变化,请重新登录"), code="session_changed")
     session.token_hash, session.stage, session.verified_at = crypto.token_hash(token), to_stage, now
     session.second_step = method
     return token

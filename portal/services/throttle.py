@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from flask import current_app
+from flask_babel import gettext as _
+from flask_babel import ngettext
 
 from portal.models import ThrottleCounter, User, utcnow
 from portal.services import audit
@@ -52,8 +54,8 @@ class Attempt:
         """What to add to a failure's message: the tries left once few remain, or until when it is locked."""
         left = self.tries_left() if self.slots else WARN_BELOW + 1
         if left == 0:
-            return f";已达尝试上限,请于 {_lock_end()} 后再试"
-        return f",还可尝试 {left} 次" if left <= WARN_BELOW else ""
+            return _(";已达尝试上限,请于 %(time)s 后再试", time=_lock_end())
+        return ngettext(",还可尝试 %(num)s 次", ",还可尝试 %(num)s 次", left) if left <= WARN_BELOW else ""
 
     def __enter__(self) -> Attempt:
         return self
@@ -92,7 +94,7 @@ def current_window(now: datetime) -> tuple[datetime, int]:
 def _lock_end(now: datetime | None = None) -> str:
     """When the current window ends, as local time ("16:45")."""
     now = now or utcnow()
-    _, retry_after = current_window(now)
+    _start, retry_after = current_window(now)
     return local_clock(now + timedelta(seconds=retry_after), now)
 
 
@@ -129,7 +131,7 @@ def begin(scope: str, account: str, ip: str, now: datetime | None = None, user_a
         audit.record(
             "locked_out", user=user, account=account, outcome="locked", client=Client(ip, user_agent), detail=full
         )
-        raise Throttled(f"尝试次数过多,请于 {_lock_end(now)} 后再试", retry_after=retry_after)
+        raise Throttled(_("尝试次数过多,请于 %(time)s 后再试", time=_lock_end(now)), retry_after=retry_after)
     return attempt
 
 
@@ -137,10 +139,14 @@ def spend(scope: str, account: str, ip: str, per_account: int, per_ip: int, what
     """Count one use against a cap (never given back); over it, Throttled naming ``what`` and until when."""
     now = utcnow()
     window, retry_after = current_window(now)
-    _, full = _reserve(scope, _limits(account, ip, per_account, per_ip), window)
+    _attempt, full = _reserve(scope, _limits(account, ip, per_account, per_ip), window)
     if full:
         audit.record("rate_limited", account=account, outcome="limited", client=Client(ip=ip), detail=full)
-        raise Throttled(f"{what}过于频繁,请于 {_lock_end(now)} 后再试", retry_after=retry_after, code="rate_limited")
+        raise Throttled(
+            _("%(what)s过于频繁,请于 %(time)s 后再试", what=what, time=_lock_end(now)),
+            retry_after=retry_after,
+            code="rate_limited",
+        )
 
 
 def cap(scope: str, key: str, limits: tuple[tuple[int, int], ...], what: str) -> None:
@@ -158,7 +164,9 @@ def cap(scope: str, key: str, limits: tuple[tuple[int, int], ...], what: str) ->
             wait = span - elapsed % span
             audit.record("rate_limited", outcome="limited", detail=scoped)
             when = local_clock(now + timedelta(seconds=wait), now)
-            raise Throttled(f"{what}过于频繁,请于 {when} 后再试", retry_after=wait, code="rate_limited")
+            raise Throttled(
+                _("%(what)s过于频繁,请于 %(time)s 后再试", what=what, time=when), retry_after=wait, code="rate_limited"
+            )
         taken.append((scoped, window))
 
 
@@ -173,7 +181,7 @@ def locked_until(scope: str, account: str, ip: str, now: datetime | None = None)
 
 
 def failures(scope: str, account: str, now: datetime | None = None) -> int:
-    window, _ = current_window(now or utcnow())
+    window, _left = current_window(now or utcnow())
     return _count(f"{scope}:acct", account.lower(), window)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from flask import current_app
+from flask_babel import gettext as _
 
 from portal import crypto
 from portal.models import LoginSession, TrustedDevice, User, utcnow
@@ -74,7 +75,7 @@ def revoke(user: User, device_id: int, client: Client) -> None:
         .execute()
     )
     if not changed:
-        raise NotFound("该设备不存在或已移除")
+        raise NotFound(_("该设备不存在或已移除"))
     audit.record("trusted_device_revoked", user=user, client=client, detail=f"id={device_id}")
 
 

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import re
 
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+
 # Order matters: Edge and Opera also claim Chrome; Chrome also claims Safari.
 BROWSERS = [
-    ("微信", r"MicroMessenger/([\d.]+)"),
+    (_l("微信"), r"MicroMessenger/([\d.]+)"),
     ("Edge", r"Edg(?:e|A|iOS)?/([\d.]+)"),
     ("Opera", r"OPR/([\d.]+)"),
     ("Firefox", r"Firefox/([\d.]+)"),
@@ -24,11 +27,11 @@ SYSTEMS = [
 
 def describe(user_agent: str) -> tuple[str, str]:
     """('Chrome 120', 'Windows'), or '未知' where nothing matches."""
-    browser = "未知浏览器"
+    browser = _("未知浏览器")
     for name, pattern in BROWSERS:
         match = re.search(pattern, user_agent or "")
         if match:
             browser = f"{name} {match.group(1).split('.')[0]}"
             break
-    system = next((name for name, pattern in SYSTEMS if re.search(pattern, user_agent or "")), "未知系统")
+    system = next((name for name, pattern in SYSTEMS if re.search(pattern, user_agent or "")), _("未知系统"))
     return browser, system

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from flask import Flask, current_app, make_response, render_template, request
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from htmx_flask import Htmx
 from werkzeug.exceptions import BadRequest, HTTPException
@@ -38,7 +40,7 @@ from portal.web import (
 )
 
 csrf = CSRFProtect()
-BUSY = "系统繁忙,请稍后再试"
+BUSY = _l("系统繁忙,请稍后再试")
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -96,7 +98,7 @@ def _refuse_nul_bytes() -> None:
         return
     fields = [*request.args.items(multi=True), *request.form.items(multi=True)]
     if any("\x00" in key or "\x00" in value for key, value in fields) or "\x00" in request.user_agent.string:
-        raise BadRequest("请求包含无效字符")
+        raise BadRequest(_("请求包含无效字符"))
 
 
 def _csp() -> str:
@@ -129,7 +131,7 @@ def _error_page(message: str, status: int, code: str = "error"):
 
 
 def _csrf_error(_exc: CSRFError):
-    return _error_page("页面已过期或请求来源无效,请刷新页面后重试", 400)
+    return _error_page(_("页面已过期或请求来源无效,请刷新页面后重试"), 400)
 
 
 def _domain_error(exc: DomainError):
@@ -137,15 +139,15 @@ def _domain_error(exc: DomainError):
 
 
 def _http_error(exc: HTTPException):
-    messages = {404: "页面不存在", 405: "不支持的请求方式", 413: "提交的内容过大"}
+    messages = {404: _("页面不存在"), 405: _("不支持的请求方式"), 413: _("提交的内容过大")}
     codes = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}
     status = exc.code or 500
-    return _error_page(messages.get(status, exc.description or "请求有误"), status, codes.get(status, "bad_request"))
+    return _error_page(messages.get(status, exc.description or _("请求有误")), status, codes.get(status, "bad_request"))
 
 
 def _unexpected_error(exc: Exception):
     if isinstance(exc, UNAVAILABLE_ERRORS):  # busy, locked or unreachable: the database's state, not a bug
         current_app.logger.warning("database unavailable: %r", exc)
-        return _error_page(BUSY, 503, "unavailable")
+        return _error_page(str(BUSY), 503, "unavailable")
     current_app.logger.exception("unhandled error", exc_info=exc)
-    return _error_page("系统繁忙,请稍后再试;您的数据未受影响", 500, "internal_error")
+    return _error_page(_("系统繁忙,请稍后再试;您的数据未受影响"), 500, "internal_error")

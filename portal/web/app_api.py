@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import Blueprint, g, jsonify, request
+from flask_babel import gettext as _
 
 from portal import json_api
 from portal.services import app_devices, web_push
@@ -32,7 +33,7 @@ def _authenticate():
 def _text(body: dict, key: str) -> str:
     value = body.get(key, "")
     if not isinstance(value, str):
-        raise InvalidInput(f"{key} 必须是字符串", code="invalid_input")
+        raise InvalidInput(_("%(field)s 必须是字符串", field=key), code="invalid_input")
     return value
 
 

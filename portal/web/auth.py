@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from flask import Blueprint, g, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 
 from portal.oidc import clients
 from portal.services import approvals, factors, login, tickets, trust
@@ -11,10 +13,10 @@ from portal.web import continuation, guard, verify_dialog
 from portal.web.render import is_htmx, redirect_to, scan_status
 
 NOTICES = {
-    "expired": "二维码已过期,已为您刷新,请重新扫码。",
-    "push_expired": "授权请求已过期,请重新发送,或选择扫二维码、验证码。",
-    "consumed": "该二维码已使用,请重新扫码。",
-    "refused": "本次授权未能完成,请使用验证码或重新扫码。",
+    "expired": _l("二维码已过期,已为您刷新,请重新扫码。"),
+    "push_expired": _l("授权请求已过期,请重新发送,或选择扫二维码、验证码。"),
+    "consumed": _l("该二维码已使用,请重新扫码。"),
+    "refused": _l("本次授权未能完成,请使用验证码或重新扫码。"),
 }
 
 bp = Blueprint("auth", __name__)
@@ -125,7 +127,7 @@ def continue_after_login():
 def _verify_page(method: str | None = None, error: str | None = None, status: int = 200, mode: str | None = None):
     usable = {m.key: m for m in factors.choices(g.user)}
     if not usable:  # the factor was removed meanwhile (e.g. unbound from another browser)
-        error = "该账号已没有可用的验证方式,请返回登录页重新登录"
+        error = _("该账号已没有可用的验证方式,请返回登录页重新登录")
         return render_template("auth/verify.html", method=None, choices=[], error=error, trust_days=0), status
     method = method if method in usable else request.args.get("method", "")
     method = method if method in usable else approvals.preferred(list(usable), g.user.default_method)

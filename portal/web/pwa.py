@@ -8,11 +8,14 @@ keys and accounts live on the phone (IndexedDB); it talks to the portal only ove
 from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify, render_template, request, send_from_directory, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 
+from portal import i18n
 from portal.web import guard
 
 bp = Blueprint("pwa", __name__)
-NAME = "邮箱安全"
+NAME = _l("邮箱安全")
 
 
 def shell(simulator: bool = False):
@@ -46,10 +49,10 @@ def manifest():
     icons.append({"src": url_for("static", filename="app/icon.svg"), "sizes": "any", "type": "image/svg+xml"})
     response = jsonify(
         id="/app",
-        name=NAME,
-        short_name=NAME,
-        description=f"{current_app.config['ORG_NAME']}二次验证:确认登录、查看 6 位验证码",
-        lang="zh-CN",
+        name=str(NAME),
+        short_name=str(NAME),
+        description=_("%(org)s二次验证:确认登录、查看 6 位验证码", org=current_app.config["ORG_NAME"]),
+        lang=i18n.html_lang(),
         start_url="/app",
         scope="/app",
         display="standalone",

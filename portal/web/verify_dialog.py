@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from flask import g, url_for
+from flask_babel import gettext as _
 
 from portal.services import approvals, factors
 from portal.services.factors import FactorMethod
@@ -67,7 +68,7 @@ def build(
     via = via if via in usable else approvals.preferred(list(usable))
     challenge = approvals.challenge(g.login, g.user, via, mode, g.client, purpose, target, resend)
     return VerifyDialog(
-        title=title or f"{usable[via].label}验证",
+        title=title or _("%(method)s验证", method=usable[via].label),
         before=before,
         via=usable[via],
         others=[m for key, m in usable.items() if key != via],
