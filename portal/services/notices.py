@@ -11,7 +11,7 @@ from flask import current_app
 
 from portal import crypto
 from portal.models import AuditEvent, Factor, MailOutbox, User
-from portal.services import mailer, outbox, throttle, useragent
+from portal.services import mailer, outbox, places, throttle, useragent
 from portal.services.errors import SecretUnreadable
 from portal.timezone import local
 
@@ -32,6 +32,8 @@ NOTICES: dict[tuple[str, str], str] = {
     ("locked_out", "locked"): "因多次验证失败被暂时锁定",
     ("2fa_reset", "ok"): "的二次验证已被管理员重置",
     ("password_changed", "ok"): "的密码已修改",
+    ("sign_in_new_device", "ok"): "在新设备上登录",
+    ("sign_in_new_place", "ok"): "在新的地点登录(异地登录提醒)",
     (ANY, "not_me"): "的一次登录请求被标记为“不是本人操作”",
 }
 SUBJECT = "【邮箱安全】您的帐号{what}"
@@ -40,6 +42,7 @@ BODY = """您的帐号{what}。
 帐号:{account}
 时间:{time}
 IP:{ip}
+地点:{place}
 浏览器:{browser}
 系统:{system}
 
@@ -103,6 +106,7 @@ def _body(event: AuditEvent, user: User, what: str) -> str:
         account=user.account,
         time=local(event.created_at, "%Y-%m-%d %H:%M:%S"),
         ip=event.ip or "未知",
+        place=places.place_of(event.ip).label,
         browser=browser,
         system=system,
         url=str(current_app.config["PUBLIC_URL"]).rstrip("/"),
