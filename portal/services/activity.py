@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from flask_babel import gettext as _
+from flask_babel import ngettext
 
 from portal.models import AuditEvent, MailLoginCount, User, utcnow
 from portal.services import places, useragent
@@ -144,7 +145,7 @@ def _mail_row(row: MailLoginCount) -> Row:
         ip=row.ip,
         place=places.label_of(row.ip),
         client=_("%(protocol)s 客户端", protocol=protocol) + (f" {row.client}" if row.client else ""),
-        method=_("%(protocol)s · %(count)s 次", protocol=protocol, count=row.count),
+        method=ngettext("%(protocol)s · %(num)s 次", "%(protocol)s · %(num)s 次", row.count, protocol=protocol),
         result=result,
         kind=kind,
         source="mail",

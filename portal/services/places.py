@@ -20,10 +20,10 @@ from flask import current_app, has_app_context
 from flask_babel import gettext as _
 
 from portal.services import policy
+from portal.services.ip2region_data import CHINA, PROVINCE_SUFFIXES
 
 log = logging.getLogger(__name__)
 
-CHINA = "中国"  # the database's name for the country (data, not a phrase of the portal)
 _lock = threading.Lock()
 _searchers: dict[str, object] = {}
 
@@ -88,7 +88,7 @@ def parse_region(region: str) -> Place:
     parts += [""] * (5 - len(parts))
     country, _area, province, city = parts[0], parts[1], parts[2], parts[3]
     if country == CHINA:
-        same = city and province and city.startswith(province.rstrip("省市"))  # 北京|北京市: one name
+        same = city and province and city.startswith(province.rstrip(PROVINCE_SUFFIXES))  # 北京|北京市: one name
         names = [city] if same else [province, city] if province else [country]
     else:
         names = [country, province]
