@@ -127,9 +127,9 @@ def _campus_label(address) -> str:
 
 @lru_cache(maxsize=8)
 def campus_networks(raw: str) -> tuple[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, str], ...]:
-    """The policy text "CIDR label" per line (most specific first); lines already validated by policy."""
+    """The policy text "CIDR label; CIDR label" (most specific first); already validated by policy."""
     entries = []
-    for line in raw.splitlines():
+    for line in raw.replace(";", "\n").splitlines():
         cidr, _sep, label = line.strip().partition(" ")
         if cidr:
             entries.append((ipaddress.ip_network(cidr, strict=False), label.strip() or cidr))

@@ -53,7 +53,7 @@ def set_value(key: str, value: str) -> None:
     if key == "risk_step_up" and value not in ON_OFF:
         raise InvalidInput("risk_step_up must be on or off")
     if key == "campus_networks":
-        value = "\n".join(f"{network} {label}".strip() for network, label in parse_campus_networks(value))
+        value = "; ".join(f"{network} {label}".strip() for network, label in parse_campus_networks(value))
     Setting.insert(key=key, value=value).on_conflict(
         conflict_target=[Setting.key], update={Setting.value: value}
     ).execute()

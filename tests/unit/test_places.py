@@ -43,6 +43,7 @@ def test_campus_networks_are_named_first(ctx):
     campus = places.place_of(BEIJING)
     assert campus.label == "北京校区" and campus.province == "北京"  # still a province for the new-place rule
     assert places.place_of("192.168.1.1").label == "内网"
+    assert "\n" not in policy.get("campus_networks")  # one line in `policy show`
 
 
 def test_campus_networks_are_validated(ctx):
