@@ -1,7 +1,8 @@
 """登录记录: the last 90 days of an account's web logins and refusals, and its mail-client logins.
 
 Web rows come from the audit trail (password step refused, second step refused, login completed by a
-factor, a trusted device, a trusted network or after forced binding, locks, forward auth refusals); mail
+factor, a trusted device, a trusted network or after forced binding, locks, single sign-on into an app,
+forward auth refusals); mail
 rows from the per-client-and-hour counts of ``mail_logins`` (one row however often a client polled).
 Newest first, a page at a time: ``page(user, before)`` returns the rows older than ``before`` and the
 cursor of the next page (None at the end). Rows are plain values; the view only renders them.
@@ -21,7 +22,7 @@ from portal.services import places, useragent
 DAYS = 90
 PAGE_SIZE = 20
 OK, FAIL, LOCKED = "ok", "fail", "locked"
-WEB_EVENTS = ("login_password", "login_verify", "login_complete", "locked_out", "forward_auth")
+WEB_EVENTS = ("login_password", "login_verify", "login_complete", "locked_out", "forward_auth", "sso_authorized")
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,8 @@ def _web_outcome(event: AuditEvent) -> tuple[str, str, str]:
         return step, _("锁定(尝试次数过多)"), LOCKED
     if event.event == "forward_auth":
         return _("单点登录(转发认证)"), _("拒绝"), FAIL
+    if event.event == "sso_authorized":
+        return _("单点登录 · %(app)s", app=event.detail), _("成功"), OK
     return _completed_by(event), _("成功"), OK
 
 

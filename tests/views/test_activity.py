@@ -12,6 +12,7 @@ from portal.services import accounts, app_passwords, mail_logins
 from portal.services.client import Client
 from tests.conftest import PASSWORD
 from tests.helpers import text
+from tests.views.oidc_support import RP_CALLBACK, RelyingParty, authorize
 from tests.views.support import complete_login, is_fragment
 
 PAGE = "/settings/security/activity"
@@ -56,6 +57,18 @@ def test_refusals_are_listed(signed_in, user):
     AuditEvent.create(user=user, account=user.account, event="login_password", outcome="fail", ip="202.106.0.20")
     body = text(signed_in.get(PAGE))
     assert ("web", "fail") in rows(body) and "密码错误" in body and "北京市" in body
+
+
+def test_single_sign_on_into_an_app_is_listed(signed_in, user):
+    AuditEvent.create(user=user, account=user.account, event="sso_authorized", ip="10.0.0.5", detail="网页邮箱")
+    body = text(signed_in.get(PAGE))
+    assert "单点登录 · 网页邮箱" in body and rows(body)[0] == ("web", "ok")
+
+
+def test_a_real_single_sign_on_is_listed(app, signed_in):
+    webmail = RelyingParty(app, "网页邮箱", RP_CALLBACK)
+    authorize(signed_in, webmail)
+    assert "单点登录 · 网页邮箱" in text(signed_in.get(PAGE))
 
 
 def test_pagination_with_htmx(signed_in, user):
