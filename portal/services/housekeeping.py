@@ -3,7 +3,8 @@
 Ended or expired login sessions go with everything hanging on them (QR tickets, enrollments,
 grants, mailed codes, single sign-on codes and tokens: ON DELETE CASCADE); so do throttle counters
 of past windows, expired mini-program tokens and cache entries, old used signatures, single sign-on
-codes and tokens a day past their end, and trusted devices revoked or expired a while ago.
+codes and tokens a day past their end, trusted devices revoked or expired a while ago, and mail-client
+login counts and seen devices / places older than 90 days (登录记录, new-sign-in notices).
 The audit log is kept unless an age is given.
 """
 
@@ -16,8 +17,10 @@ from portal.models import (
     AuditEvent,
     CacheEntry,
     LoginSession,
+    MailLoginCount,
     OAuthCode,
     OAuthToken,
+    SeenSignIn,
     ThrottleCounter,
     TrustedDevice,
     utcnow,
@@ -26,6 +29,7 @@ from portal.services import app_devices
 
 GRACE = timedelta(days=1)  # a dead session stays a day (its page may still poll and be told so)
 TRUSTED_DEVICE_HISTORY = timedelta(days=30)  # revoked or expired devices stay listed for support
+ACTIVITY_DAYS = timedelta(days=90)  # 登录记录 shows 90 days; new device / new place look back as far
 
 
 def prune(now: datetime | None = None, audit_days: int | None = None) -> dict[str, int]:
@@ -56,6 +60,10 @@ def prune(now: datetime | None = None, audit_days: int | None = None) -> dict[st
             | (TrustedDevice.expires_at < now - TRUSTED_DEVICE_HISTORY)
         )
         .execute(),
+        "mail-client login counts": MailLoginCount.delete()
+        .where(MailLoginCount.last_at < now - ACTIVITY_DAYS)
+        .execute(),
+        "seen devices and places": SeenSignIn.delete().where(SeenSignIn.last_at < now - ACTIVITY_DAYS).execute(),
     }
     if audit_days is not None:
         counts["audit events"] = (

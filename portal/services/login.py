@@ -9,7 +9,7 @@ from flask_babel import gettext as _
 from portal import directory
 from portal.db import db
 from portal.models import LoginSession, User, utcnow
-from portal.services import accounts, audit, factors, passwords, policy, sessions, throttle, trust
+from portal.services import accounts, audit, factors, new_sign_ins, passwords, policy, sessions, throttle, trust
 from portal.services.client import Client
 from portal.services.errors import Conflict, InvalidCredentials, NotAllowed
 from portal.timezone import local_clock
@@ -52,6 +52,7 @@ def password_step(
         audit.record("login_password", user=user, client=client, detail=f"next={stage}")
         if stage == sessions.FULL:  # every finished login has one login_complete (the reports count them)
             audit.record("login_complete", user=user, client=client, detail=SKIP_DETAILS[skipped_by])
+            new_sign_ins.observe(user, client, trusted_device=skipped_by == "trusted_device")
     return Step(token, stage)
 
 
@@ -63,12 +64,13 @@ def _stage_after_password(user: User, trust_token: str | None, client: Client) -
     """(the stage the session opens at, why it skipped the second step: LoginSession.second_step).
 
     A user with a factor skips it on a trusted device, or from a trusted network: never an admin,
-    and not while the second step is locked (someone is guessing codes: the lock must hold). A user
+    and not while the second step is locked (someone is guessing codes: the lock must hold). Risk
+    step-up (policy risk_step_up; admins always): from a new place a trusted device skips nothing. A user
     without a factor who must bind still binds first, also from a trusted network: the network waives
     the code, not the enrolment that the admin's policy demands.
     """
     if factors.choices(user):
-        if trust.is_trusted(trust_token, user):
+        if trust_token and not new_sign_ins.steps_up(user, client) and trust.is_trusted(trust_token, user):
             return sessions.FULL, "trusted_device"
         if _network_skips(user, client):
             return sessions.FULL, "trusted_network"
@@ -93,6 +95,7 @@ def second_step(session: LoginSession, method: str, raw_code: str | None, trust_
         token = sessions.advance(session, sessions.SECOND_FACTOR, sessions.FULL, method)
         trust_token = trust.issue(session.user, client, method) if trust_device else None
         audit.record("login_complete", user=session.user, method=method, client=client)
+        new_sign_ins.observe(session.user, client)
     return Step(token, sessions.FULL, trust_token)
 
 
@@ -103,6 +106,7 @@ def complete_by_scan(session: LoginSession, ticket, client: Client) -> Step:
         trust_token = trust.issue(session.user, client, ticket.method) if ticket.trust_device else None
         detail = "by push" if ticket.channel == "push" else "by scan"
         audit.record("login_complete", user=session.user, method=ticket.method, client=client, detail=detail)
+        new_sign_ins.observe(session.user, client)
     return Step(token, sessions.FULL, trust_token)
 
 
@@ -115,6 +119,7 @@ def finish_forced_binding(session: LoginSession, client: Client) -> str | None:
         raise NotAllowed(_("请先完成绑定"))
     token = sessions.advance(session, sessions.BINDING, sessions.FULL, usable[0].key)  # binding it proved it
     audit.record("login_complete", user=session.user, client=client, detail="after forced binding")
+    new_sign_ins.observe(session.user, client)
     return token
 
 

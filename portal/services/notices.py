@@ -13,7 +13,7 @@ from flask_babel import lazy_gettext as _l
 
 from portal import crypto, i18n
 from portal.models import AuditEvent, Factor, MailOutbox, User
-from portal.services import mailer, outbox, throttle, useragent
+from portal.services import mailer, outbox, places, throttle, useragent
 from portal.services.errors import SecretUnreadable
 from portal.timezone import local
 
@@ -34,6 +34,8 @@ NOTICES = {
     ("locked_out", "locked"): _l("您的帐号因多次验证失败被暂时锁定"),
     ("2fa_reset", "ok"): _l("您的帐号的二次验证已被管理员重置"),
     ("password_changed", "ok"): _l("您的帐号的密码已修改"),
+    ("sign_in_new_device", "ok"): _l("您的帐号在新设备上登录"),
+    ("sign_in_new_place", "ok"): _l("您的帐号在新的地点登录(异地登录提醒)"),
     (ANY, "not_me"): _l("您的帐号的一次登录请求被标记为“不是本人操作”"),
 }
 SUBJECT = _l("【邮箱安全】%(what)s")
@@ -43,6 +45,7 @@ BODY = _l(
 帐号:%(account)s
 时间:%(time)s(北京时间)
 IP:%(ip)s
+地点:%(place)s
 浏览器:%(browser)s
 系统:%(system)s
 
@@ -110,6 +113,7 @@ def _body(event: AuditEvent, user: User, what: str) -> str:
         "account": user.account,
         "time": local(event.created_at, "%Y-%m-%d %H:%M:%S"),
         "ip": event.ip or _("未知"),
+        "place": places.place_of(event.ip).label,
         "browser": browser,
         "system": system,
         "url": str(current_app.config["PUBLIC_URL"]).rstrip("/") + SECURE_PATH,

@@ -16,6 +16,9 @@ CONTRACT_KEYS = ("app", "wechat", "totp", "email", "sms", "token", "webauthn")
 ON_OFF = ("off", "on")
 # mail_requires_app_password=on: IMAP/POP3/SMTP take only app passwords, also from users with no factor.
 # trusted_networks: CIDRs whose logins skip the second step (never for admins); "" = none.
+# campus_networks: "CIDR label" lines (e.g. "10.0.0.0/8 校园网") naming places on 登录记录 before the IP database.
+# risk_step_up=on: a login from a new place (province, or country abroad) asks the second step even on a
+# trusted device (admins always get it, whatever this says).
 # admin_methods: the only methods admins may bind and use (e.g. webauthn: security keys); "" = any.
 DEFAULTS = {
     "force_2fa": "off",
@@ -23,6 +26,8 @@ DEFAULTS = {
     "mail_requires_app_password": "off",
     "trusted_networks": "",
     "admin_methods": "",
+    "campus_networks": "",
+    "risk_step_up": "off",
 }
 # A trusted network wider than this would switch the second step off for a large part of the Internet.
 WIDEST_PREFIX = {4: 8, 6: 32}
@@ -45,6 +50,10 @@ def set_value(key: str, value: str) -> None:
         raise InvalidInput("mail_requires_app_password must be on or off")
     if key == "trusted_networks":
         value = ",".join(str(network) for network in parse_networks(value))
+    if key == "risk_step_up" and value not in ON_OFF:
+        raise InvalidInput("risk_step_up must be on or off")
+    if key == "campus_networks":
+        value = "; ".join(f"{network} {label}".strip() for network, label in parse_campus_networks(value))
     Setting.insert(key=key, value=value).on_conflict(
         conflict_target=[Setting.key], update={Setting.value: value}
     ).execute()
@@ -88,6 +97,19 @@ def parse_networks(raw: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Netwo
             raise InvalidInput(f"trusted_networks: {part} is too wide (at most /{widest} for IPv{network.version})")
         networks.append(network)
     return networks
+
+
+def parse_campus_networks(raw: str) -> list[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, str]]:
+    """'10.0.0.0/8 校园网' per line (or separated by ';'): a CIDR, a space, the label people read."""
+    entries = []
+    for line in filter(None, (p.strip() for p in raw.replace(";", "\n").splitlines())):
+        cidr, _sep, label = line.partition(" ")
+        try:
+            network = ipaddress.ip_network(cidr, strict=False)
+        except ValueError as exc:
+            raise InvalidInput(f"campus_networks: {exc}") from exc
+        entries.append((network, label.strip()))
+    return entries
 
 
 def in_trusted_network(ip: str) -> bool:

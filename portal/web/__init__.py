@@ -17,6 +17,7 @@ from portal.services import useragent
 from portal.services.errors import DomainError
 from portal.web import (
     account_sessions,
+    activity,
     admin,
     app_passwords,
     auth,
@@ -64,6 +65,7 @@ def init_app(app: Flask) -> None:
         password,
         devices,
         account_sessions,
+        activity,
         secure_account,
         app_passwords,
         recovery_codes,

@@ -9,12 +9,16 @@ from __future__ import annotations
 from flask import Flask, current_app, g, request, url_for
 
 from portal import config as config_module
+from portal import crypto
 from portal.services import sessions
 from portal.services.client import Client
 from portal.web.render import redirect_to
 
 SESSION_COOKIE = "portal_sid"
 TRUST_COOKIE = "portal_trust"
+# A long-lived random id of this browser, given at the login pages: new device / new place (new_sign_ins).
+BROWSER_COOKIE = "portal_browser"
+BROWSER_COOKIE_SECONDS = 400 * 24 * 3600  # the longest browsers keep a cookie
 # Over https the cookies carry the __Host- prefix: browsers then accept them only Secure, host-only
 # (no Domain) and for Path=/, so no sibling host or plain-http page can plant or shadow them.
 HOST_PREFIX = "__Host-"
@@ -59,10 +63,19 @@ def init_app(app: Flask) -> None:
 
 
 def _load_login() -> None:
-    g.client = Client.of(request.remote_addr, request.user_agent.string)
+    g.cookies = {}
+    g.client = Client.of(request.remote_addr, request.user_agent.string, _browser_id())
     g.login = sessions.resolve(request.cookies.get(cookie_name(SESSION_COOKIE)))
     g.user = g.login.user if g.login else None
-    g.cookies = {}
+
+
+def _browser_id() -> str:
+    """This browser's portal_browser cookie; the login pages give one to a browser that has none."""
+    browser = request.cookies.get(cookie_name(BROWSER_COOKIE), "")
+    if (not browser or len(browser) > 128) and request.blueprint == "auth":
+        browser = crypto.new_token()
+        g.cookies[BROWSER_COOKIE] = (browser, BROWSER_COOKIE_SECONDS)
+    return browser if len(browser) <= 128 else ""
 
 
 def _enforce():

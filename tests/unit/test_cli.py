@@ -253,6 +253,8 @@ def test_policy_show_and_set(app, cli):
         "mail_requires_app_password=off",
         "trusted_networks=",
         "admin_methods=",
+        "campus_networks=",
+        "risk_step_up=off",
     ]
     result = cli("policy", "set", "force_2fa", "all")
     assert (result.exit_code, result.output.strip()) == (0, "force_2fa=all")

@@ -18,6 +18,7 @@ from portal.services import (
     app_passwords,
     audit,
     factors,
+    new_sign_ins,
     notices,
     outbox,
     security_keys,
@@ -199,10 +200,25 @@ def test_security_key_added_and_removed(mail, user, session):
     assert_notice(mail.drained()[before:], "【邮箱安全】您的帐号删除了一个安全密钥")
 
 
+def test_sign_in_from_a_new_place_and_a_new_device(mail, user):
+    guangdong = Client.of("113.108.81.189", UA, "another-browser")
+    new_sign_ins.observe(user, Client.of("202.106.0.20", UA, "a-browser"))  # the first login: nothing to say
+    assert mail.drained() == []
+    new_sign_ins.observe(user, guangdong)
+    deliveries = mail.drained()
+    assert sorted(d.message["Subject"] for d in deliveries) == [
+        "【邮箱安全】您的帐号在新的地点登录(异地登录提醒)",
+        "【邮箱安全】您的帐号在新设备上登录",
+    ]
+    for delivery in deliveries:
+        body = delivery.message.get_content()
+        assert "IP:113.108.81.189" in body and "地点:广东省 深圳市" in body and "浏览器:Chrome 120" in body
+
+
 def test_every_notice_is_covered_here():
     covered = {"factor_bound", "factor_changed", "factor_unbound", "security_key_added", "security_key_removed"}
     covered |= {"app_password_created", "trusted_device_added", "recovery_code_used", "locked_out", "2fa_reset"}
-    covered |= {"password_changed", notices.ANY}
+    covered |= {"password_changed", "sign_in_new_device", "sign_in_new_place", notices.ANY}
     assert {event for event, _ in notices.NOTICES} == covered
 
 

@@ -35,6 +35,7 @@ UNTRANSLATED_FILES = {
     "portal/token_cli.py": "operator commands for 动态口令 seed files",
     "portal/app_client.py": "the reference 邮箱安全 App client, a developer tool quoting the App's buttons",
     "portal/web/simulators.py": "development simulators (PORTAL_DEV_SIMULATORS), refused in production",
+    "portal/services/ip2region_data.py": "values of the IP database that places.py compares (data, never shown)",
 }
 
 # Single strings that are data in a file that is otherwise translated: (file, string) → why.

@@ -30,6 +30,7 @@ PAGES = [
     "/settings/security/recovery-codes",
     "/settings/security/secure",
     "/settings/security/sessions",
+    "/settings/security/activity",
     "/settings/security/sessions/end-others",
     "/settings/security/devices/revoke-all",
     "/settings/security/verify/app-password",
