@@ -11,8 +11,8 @@ from flask import Blueprint, g, render_template, request
 from portal.services import revocation, sessions, step_up
 from portal.services.step_up import StepUpRequired
 from portal.web import continuation, guard
-from portal.web.render import redirect_to
 from portal.web import step_up as step_up_view
+from portal.web.render import redirect_to
 
 bp = Blueprint("secure_account", __name__, url_prefix="/settings/security/secure")
 TEMPLATE = "security/secure.html"
