@@ -62,6 +62,17 @@ def normalise(value: str) -> str:
     return value if value in LANGUAGES else ""
 
 
+def of(user) -> str:
+    """The language to write to ``user`` in (a mail, a notice): their stored choice; without one, the
+    language of the request, unless it is another account's (an admin acting on the user); else the default."""
+    if normalise(user.language or ""):
+        return user.language
+    if not has_request_context():
+        return DEFAULT
+    actor = getattr(g, "user", None)  # None while logging in, and on the phones' APIs
+    return current() if actor is None or actor.id == user.id else DEFAULT
+
+
 @contextmanager
 def speaking(language: str):
     """Write in ``language`` (an account's stored choice; '' = the default) outside the request's own."""

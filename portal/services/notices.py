@@ -76,7 +76,7 @@ def enqueue(event: AuditEvent) -> None:
     if what is None or not mailer.available():
         return
     user = User.get_by_id(event.user_id)
-    with i18n.speaking(user.language):  # the account's language, whoever's request this is
+    with i18n.speaking(i18n.of(user)):  # the account's language, whoever's request this is
         what = notice_for(event)
         subject, body = str(SUBJECT) % {"what": what}, _body(event, user, what)
     key = _dedup_key(event)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hmac
 import secrets
 from collections.abc import Callable
-from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -83,8 +82,7 @@ def send(session: LoginSession, user: User, channel: Channel, purpose: str, addr
 
 
 def _in_language_of(user: User):
-    """The account's chosen language; without a choice, the request's own (what the user reads now)."""
-    return i18n.speaking(user.language) if i18n.normalise(user.language or "") else nullcontext()
+    return i18n.speaking(i18n.of(user))
 
 
 def _of(session: LoginSession, channel: Channel, purpose: str):

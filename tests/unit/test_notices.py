@@ -8,6 +8,7 @@ from datetime import timedelta
 
 import pyotp
 import pytest
+from flask import g
 
 from portal import crypto, i18n
 from portal.db import db
@@ -110,6 +111,20 @@ def test_an_account_that_reads_english_gets_its_notice_in_english(mail, user, se
     assert "(China Standard Time)" in body
     assert f"If this wasn't you, open {SECURE_LINK} now to secure your account" in body
     assert not CJK.search(delivery.message["Subject"] + body), body
+
+
+def test_without_a_choice_a_notice_speaks_the_users_own_request_not_an_admins(app, mail, user, session):
+    """No stored language: the language the user reads now (their own request, or one before login);
+    an admin acting on the account does not impose theirs."""
+    admin = accounts.create("root@mail.xamd.edu.cn", PASSWORD, name="管理员", admin=True)
+    with app.test_request_context(headers={"Accept-Language": "en"}):
+        g.user = None  # the login's own request: nobody logged in yet
+        audit.record("password_changed", user=user, client=CLIENT)
+    with app.test_request_context(headers={"Accept-Language": "en"}):
+        g.user = admin
+        audit.record("2fa_reset", user=user, client=CLIENT)
+    subjects = sorted(delivery.message["Subject"] for delivery in mail.drained())
+    assert subjects == ["[Mail security] Your account's password was changed", "【邮箱安全】您的帐号的二次验证已被管理员重置"]
 
 
 def test_binding_the_backup_address_tells_it_too(mail, user, session):
