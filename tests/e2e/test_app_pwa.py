@@ -374,7 +374,8 @@ def test_the_app_speaks_english_to_an_english_phone(live_server, page, new_phone
     deadline = time.monotonic() + TIMEOUT_MS / 1000
     while not shown and time.monotonic() < deadline:
         shown = phone.page.evaluate(
-            "navigator.serviceWorker.ready.then(r => r.getNotifications()).then(l => l.map(n => ({title: n.title, body: n.body})))"
+            """navigator.serviceWorker.ready.then(r => r.getNotifications())
+                 .then(list => list.map(n => ({title: n.title, body: n.body})))"""
         )
         phone.page.wait_for_timeout(100)
     assert [n["title"] for n in shown] == ["Zhang San is signing in to mail: please confirm"], shown
