@@ -12,7 +12,7 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
 from portal import i18n
-from portal.web import guard
+from portal.web import app_messages, guard
 
 bp = Blueprint("pwa", __name__)
 NAME = _l("邮箱安全")
@@ -21,7 +21,10 @@ NAME = _l("邮箱安全")
 def shell(simulator: bool = False):
     """The App; the development simulator (/dev/app) is the same App on a laptop, scanning by pasting."""
     return render_template(
-        "app/index.html", simulator=simulator, scan=request.args.get("scan", "") if simulator else ""
+        "app/index.html",
+        simulator=simulator,
+        scan=request.args.get("scan", "") if simulator else "",
+        messages=app_messages.catalog(),
     )
 
 

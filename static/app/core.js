@@ -25,6 +25,28 @@
     return Array.from(new Uint8Array(bytes)).map(function (b) { return b.toString(16).padStart(2, "0"); }).join("");
   }
 
+  // --- the page's language -------------------------------------------------------------------
+  // t("已移除 {account}", {account: a}): the text of a Chinese key in the page's language, from the
+  // shell's <script type="application/json" id="app-messages"> (portal/web/app_messages.py); the key
+  // itself when it has none. The service worker has no document: it hands the block over (useMessages).
+  var messages = null;
+  function catalog() {
+    if (messages === null) {
+      messages = {};
+      var block = root.document && root.document.getElementById("app-messages");
+      try { if (block) messages = JSON.parse(block.textContent) || {}; } catch (ignored) { messages = {}; }
+    }
+    return messages;
+  }
+  function useMessages(found) { messages = found && typeof found === "object" ? found : {}; }
+  function t(key, values) {
+    var text = Object.prototype.hasOwnProperty.call(catalog(), key) ? catalog()[key] : key;
+    return text.replace(/\{(\w+)\}/g, function (whole, name) {
+      return values && values[name] !== undefined && values[name] !== null ? String(values[name]) : whole;
+    });
+  }
+  function language() { return root.document && root.document.documentElement.lang || "zh-CN"; }
+
   // --- IndexedDB: "accounts" (by device_id) and "keys" (the seed key) ------------------------------
   var opened = null;
   function database() {
@@ -123,12 +145,12 @@
         signal: controller.signal, cache: "no-store", credentials: "omit"
       }).finally(function () { clearTimeout(timer); });
     }).catch(function (error) {
-      throw error.code ? error : ApiError("网络不可用,请稍后再试", "offline");
+      throw error.code ? error : ApiError(t("网络不可用,请稍后再试"), "offline");
     }).then(function (response) {
       return response.json().catch(function () { return {}; }).then(function (payload) {
         if (response.ok) return payload;
         var problem = payload.error || {};
-        throw ApiError(problem.message || "服务暂时不可用(" + response.status + ")", problem.code, response.status);
+        throw ApiError(problem.message || t("服务暂时不可用({status})", { status: response.status }), problem.code, response.status);
       });
     });
   }
@@ -240,6 +262,7 @@
 
   root.MailSecurityApp = {
     accounts: accounts, forget: forget, enroll: enroll, call: call, pending: pending, code: code,
-    pushKey: pushKey, registerPush: registerPush, parseLink: parseLink, unb64url: unb64url
+    pushKey: pushKey, registerPush: registerPush, parseLink: parseLink, unb64url: unb64url,
+    t: t, useMessages: useMessages, language: language
   };
 })(self);

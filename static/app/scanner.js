@@ -4,6 +4,7 @@
   "use strict";
   var FRAME_MS = 200;
   var jsQRLoading = null;
+  function t(key) { return root.MailSecurityApp ? root.MailSecurityApp.t(key) : key; } // core.js: the page's language
 
   function loadJsQR() {
     if (root.jsQR) return Promise.resolve(root.jsQR);
@@ -50,7 +51,7 @@
   // Resolves to a stop() function; rejects when there is no camera or no permission.
   function start(video, onText) {
     if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
-      return Promise.reject(new Error("此浏览器不能使用摄像头"));
+      return Promise.reject(new Error(t("此浏览器不能使用摄像头")));
     }
     var stream = null;
     var stopped = false;

@@ -10,7 +10,7 @@ var SHELL = [
   "/static/app/app.css", "/static/app/icon.svg", "/static/app/icon-192.png", "/static/app/icon-512.png"
 ];
 var NETWORK_MS = 4000; // a slow network falls back to the cached shell after this
-var PURPOSES = { login: "正在登录邮箱", unbind: "正在解绑验证方式", rebind: "正在修改验证方式", verify: "正在进行安全验证" };
+var t = MailSecurityApp.t;
 
 self.addEventListener("install", function (event) {
   event.waitUntil(caches.open(CACHE).then(function (cache) { return cache.addAll(SHELL); }).then(function () {
@@ -57,7 +57,7 @@ function fromNetwork(request, key) {
 self.addEventListener("push", function (event) {
   var id = 0;
   try { id = Number((event.data && event.data.json() || {}).challenge) || 0; } catch (ignored) { id = 0; }
-  event.waitUntil(describe(id).then(function (shown) {
+  event.waitUntil(speakTheAppsLanguage().then(function () { return describe(id); }).then(function (shown) {
     return self.registration.showNotification(shown.title, {
       body: shown.body, tag: "challenge-" + id, renotify: true, requireInteraction: true,
       icon: "/static/app/icon-192.png", badge: "/static/app/icon-192.png",
@@ -69,7 +69,7 @@ self.addEventListener("push", function (event) {
 // "张三 正在登录邮箱,请确认": the challenge looked up over the signed API; a generic text when the
 // portal cannot be reached or the request is already gone.
 function describe(id) {
-  var generic = { title: "邮箱安全:有新的授权请求", body: "请打开邮箱安全 App 确认" };
+  var generic = { title: t("邮箱安全:有新的授权请求"), body: t("请打开邮箱安全 App 确认") };
   if (!id) return Promise.resolve(generic);
   return MailSecurityApp.pending().then(function (found) {
     var challenge = found.challenges.filter(function (c) { return c.id === id; })[0];
@@ -78,10 +78,31 @@ function describe(id) {
     var where = [challenge.request.place, challenge.request.browser, challenge.request.os, challenge.request.ip]
       .filter(Boolean).join(" · ");
     return {
-      title: who + " " + (PURPOSES[challenge.purpose] || "正在操作") + ",请确认",
-      body: challenge.account + (where ? "\n" + where : "") + "\n打开 App,选择网页上显示的数字以确定授权"
+      title: title(challenge.purpose, who),
+      body: challenge.account + (where ? "\n" + where : "") + "\n" + t("打开 App,选择网页上显示的数字以确定授权")
     };
   }).catch(function () { return generic; });
+}
+
+// "张三 正在登录邮箱,请确认": one whole sentence per purpose.
+function title(purpose, who) {
+  var values = { who: who };
+  switch (purpose) {
+    case "login": return t("{who} 正在登录邮箱,请确认", values);
+    case "unbind": return t("{who} 正在解绑验证方式,请确认", values);
+    case "rebind": return t("{who} 正在修改验证方式,请确认", values);
+    case "verify": return t("{who} 正在进行安全验证,请确认", values);
+    default: return t("{who} 正在操作,请确认", values);
+  }
+}
+
+// The notification speaks the App's language: the messages block (portal/web/app_messages.py) of the
+// shell this worker cached, i.e. the App as the phone last opened it; Chinese when there is none yet.
+function speakTheAppsLanguage() {
+  return caches.match("/app").then(function (shell) { return shell ? shell.text() : ""; }).then(function (html) {
+    var found = /<script type="application\/json" id="app-messages">([^<]*)<\/script>/.exec(html);
+    MailSecurityApp.useMessages(found ? JSON.parse(found[1]) : {});
+  }).catch(function () { MailSecurityApp.useMessages({}); });
 }
 
 self.addEventListener("notificationclick", function (event) {

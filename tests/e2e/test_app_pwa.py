@@ -336,3 +336,52 @@ def test_several_accounts_in_one_app(live_server, new_page, new_phone, problems)
     phone.page.get_by_role("button", name="临时登录").click()
     phone.expect_result("已确认授权,请回到网页")
     expect_polled_welcome(second)
+
+
+def test_the_app_speaks_english_to_an_english_phone(live_server, page, new_phone):
+    """A phone whose App is in English (the language cookie here): the request card, its times and the
+    push notification the service worker shows are English (core.js's t() over /app's messages block)."""
+    phone = new_phone()
+    account = set_up_bound_account(live_server, page, phone, "pwaenglish@mail.xamd.edu.cn", name="Zhang San")
+    phone.page.context.add_cookies([{"name": "portal_lang", "value": "en", "url": live_server.url}])
+    phone.page.evaluate("navigator.serviceWorker.ready.then(() => true)")
+    phone.page.reload()  # through the worker, which caches this English shell
+    expect(phone.page.locator("html")).to_have_attribute("lang", "en")
+    expect(phone.page.locator(".bar h1")).to_have_text("Mail Security")
+    phone.page.context.grant_permissions(["notifications"], origin=live_server.url)
+
+    log_in(page, account)
+    number = expect_push(page)
+    card = phone.page.locator("#app-challenges li.challenge").filter(has_text=account)
+    expect(card).to_contain_text("Approve this sign-in?", timeout=TIMEOUT_MS)
+    for name in ("Approve", "Decline", "This wasn't me"):
+        expect(card.get_by_role("button", name=name, exact=True)).to_be_visible()
+    expect(card.locator("dt")).to_have_text(["Account", "Browser", "System", "IP", "Time"])
+    expect(card.locator("dt", has_text="Time").locator("+ dd")).to_have_text(re.compile(r"^\d{1,2}/\d{1,2}/\d{4}, "))
+    assert not re.search(r"[\u4e00-\u9fff]", card.inner_text()), card.inner_text()
+
+    cdp = phone.page.context.new_cdp_session(phone.page)
+    challenge = int(card.get_attribute("data-challenge") or 0)
+    cdp.send(
+        "ServiceWorker.deliverPushMessage",
+        {
+            "origin": live_server.url,
+            "registrationId": registration_id(cdp, phone.page, live_server.url),
+            "data": json.dumps({"challenge": challenge}),
+        },
+    )
+    shown: list[dict] = []
+    deadline = time.monotonic() + TIMEOUT_MS / 1000
+    while not shown and time.monotonic() < deadline:
+        shown = phone.page.evaluate(
+            """navigator.serviceWorker.ready.then(r => r.getNotifications())
+                 .then(list => list.map(n => ({title: n.title, body: n.body})))"""
+        )
+        phone.page.wait_for_timeout(100)
+    assert [n["title"] for n in shown] == ["Zhang San is signing in to mail: please confirm"], shown
+    assert shown[0]["body"].endswith("\nOpen the App and choose the number shown on the web page to approve")
+
+    card.get_by_role("button", name=str(number), exact=True).click()
+    card.get_by_role("button", name="Approve", exact=True).click()
+    expect(phone.page.locator("#app-status")).to_have_text("Approved")
+    expect_polled_welcome(page)
