@@ -124,7 +124,10 @@ def test_without_a_choice_a_notice_speaks_the_users_own_request_not_an_admins(ap
         g.user = admin
         audit.record("2fa_reset", user=user, client=CLIENT)
     subjects = sorted(delivery.message["Subject"] for delivery in mail.drained())
-    assert subjects == ["[Mail security] Your account's password was changed", "【邮箱安全】您的帐号的二次验证已被管理员重置"]
+    assert subjects == [
+        "[Mail security] Your account's password was changed",
+        "【邮箱安全】您的帐号的二次验证已被管理员重置",
+    ]
 
 
 def test_binding_the_backup_address_tells_it_too(mail, user, session):
