@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import ipaddress
 import json
 import os
@@ -181,16 +182,25 @@ def ensure_secrets(config: dict, instance_path: str) -> None:
 
 
 def _keep_generated(config: dict, instance_path: str, makers: dict) -> None:
-    """Development: each key from instance/secrets.json, made (and kept there) the first time."""
+    """Development: each key from instance/secrets.json, made (and kept there) the first time.
+
+    gunicorn's workers start together: the file is read and extended under a lock and replaced whole,
+    so that no worker reads it half-written or keeps a key another worker overwrote.
+    """
     path = Path(instance_path) / "secrets.json"
-    stored = json.loads(path.read_text()) if path.exists() else {}
-    for key, make in makers.items():
-        if key not in stored:
-            stored[key] = make()
-        config[key] = stored[key]
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(stored))
-    path.chmod(0o600)
+    with open(path.with_name("secrets.lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        stored = json.loads(path.read_text()) if path.exists() else {}
+        made = {key: make() for key, make in makers.items() if key not in stored}
+        if made:
+            stored.update(made)
+            partial = path.with_name("secrets.json.tmp")
+            partial.write_text(json.dumps(stored))
+            partial.chmod(0o600)
+            os.replace(partial, path)
+    for key in makers:
+        config[key] = stored[key]
 
 
 def _ensure_vapid(config: dict, instance_path: str) -> None:
