@@ -13,7 +13,7 @@ from flask.cli import AppGroup, with_appcontext
 
 from portal import directory, migrations, vapid
 from portal.db import db
-from portal.services import accounts, audit, demo, doctor, housekeeping, outbox, policy
+from portal.services import accounts, audit, demo, doctor, housekeeping, outbox, policy, roles
 from portal.services.errors import DomainError
 
 user_cli = AppGroup("user", help="Manage mail accounts.")
@@ -96,7 +96,7 @@ def demo_command() -> None:
 def user_create(account: str, name: str, admin: bool, password: str | None) -> None:
     """Create an account."""
     user = _run(lambda: accounts.create(account, _password(password), name=name, admin=admin))
-    click.echo(f"created {user.account}{' (admin)' if user.is_admin else ''}")
+    click.echo(f"created {user.account}{' (admin)' if user.is_staff else ''}")
     if directory.holds_passwords():
         click.echo("note: this account has a local password, used instead of the directory's (break-glass)")
 
@@ -117,7 +117,7 @@ def user_import(file) -> None:
 def user_list() -> None:
     """List accounts with their bound methods."""
     for user, methods in _run(accounts.listing):
-        flags = [f for f, on in (("admin", user.is_admin), ("disabled", user.disabled)) if on]
+        flags = [f for f, on in ((user.role, user.is_staff), ("disabled", user.disabled)) if on]
         click.echo(f"{user.account}\t{user.name}\t{','.join(methods) or '-'}\t{','.join(flags)}")
 
 
@@ -130,13 +130,25 @@ def user_set_password(account: str, password: str | None) -> None:
     click.echo(f"password changed for {accounts.normalize(account)}")
 
 
+@user_cli.command("role")
+@click.argument("account")
+@click.argument("role", type=click.Choice([*roles.ROLES, "none"]))
+@click.option("--reason", default="", help="why (kept in the audit log)")
+def user_role(account: str, role: str, reason: str) -> None:
+    """Give a console role: admin (everything), helpdesk (user support), auditor (reports, audit; read-only),
+    or none; directory users too, before their first login."""
+    role = "" if role == "none" else role
+    user = _run(lambda: accounts.set_role(account, role, find=directory.account_for_admin, reason=reason))
+    click.echo(f"{user.account}: role {user.role or 'none'}")
+
+
 @user_cli.command("set-admin")
 @click.argument("account")
 @click.argument("state", type=click.Choice(["on", "off"]))
 def user_set_admin(account: str, state: str) -> None:
-    """Make an account an admin (on) or not (off); directory users too, before their first login."""
-    user = _run(lambda: accounts.set_admin(account, state == "on", find=directory.account_for_admin))
-    click.echo(f"{user.account}: admin {'on' if user.is_admin else 'off'}")
+    """The same as `user role ACCOUNT admin|none` (kept for existing scripts)."""
+    user = _run(lambda: accounts.set_role(account, "admin" if state == "on" else "", find=directory.account_for_admin))
+    click.echo(f"{user.account}: admin {'on' if user.role == 'admin' else 'off'}")
 
 
 @user_cli.command("reset-2fa")

@@ -71,6 +71,15 @@ def _app_web_schema() -> None:
     _create(models.PushSubscription)()
 
 
+def _console_roles() -> None:
+    """User.is_admin becomes User.role: every admin keeps everything (role admin)."""
+    _add_missing_columns(models.User)
+    columns = {column.name for column in db.get_columns(models.User._meta.table_name)}
+    if "is_admin" in columns:
+        models.User.update(role="admin").where(peewee.SQL("is_admin")).execute()
+        migrate(SchemaMigrator.from_database(db.obj).drop_column(models.User._meta.table_name, "is_admin"))
+
+
 # Append new migrations here; never edit one that has shipped. Tables are created from the
 # current models (safe=True), so later migrations add what older databases lack.
 MIGRATIONS: list[tuple[int, str, Callable[[], None]]] = [
@@ -115,6 +124,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[], None]]] = [
         "new device / new place: the browsers and regions an account signed in from lately",
         _create(models.SeenSignIn),
     ),
+    (19, "console roles: admin, helpdesk, auditor (was: is_admin)", _console_roles),
 ]
 
 

@@ -29,7 +29,7 @@ class User(BaseModel):
     name = pw.CharField(max_length=100, default="")
     password_hash = pw.CharField(max_length=255)  # argon2id; "" for a directory account (LDAP, IMAP)
     directory_id = pw.CharField(max_length=128, default="")  # the directory's stable id (LDAP entryUUID)
-    is_admin = pw.BooleanField(default=False)
+    role = pw.CharField(max_length=16, default="")  # admin | helpdesk | auditor: the console (portal.services.roles)
     disabled = pw.BooleanField(default=False)
     force_2fa = pw.BooleanField(default=False)
     extra_methods = pw.CharField(max_length=100, default="")
@@ -41,6 +41,11 @@ class User(BaseModel):
     @classmethod
     def by_account(cls, account: str) -> User | None:
         return cls.get_or_none(cls.account == account)
+
+    @property
+    def is_staff(self) -> bool:
+        """Has a console role: always forced to bind, second step at every login, no trusted devices."""
+        return bool(self.role)
 
 
 class Factor(BaseModel):

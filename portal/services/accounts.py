@@ -55,7 +55,9 @@ def create(account: str, password: str, name: str = "", admin: bool = False) -> 
     password_hash = passwords.hash_password(password)
     try:
         with db.atomic():
-            user = User.create(account=account, name=name.strip()[:100], password_hash=password_hash, is_admin=admin)
+            user = User.create(
+                account=account, name=name.strip()[:100], password_hash=password_hash, role="admin" if admin else ""
+            )
     except peewee.IntegrityError as exc:
         raise Conflict(_("账号已存在: %(account)s", account=account)) from exc
     audit.record("user_created", user=user, detail="admin" if admin else "")
@@ -112,7 +114,9 @@ def import_csv(text: str, directory_holds_passwords: bool = False) -> list[User]
     try:
         with db.atomic():
             users = [
-                User.create(account=row.account, name=row.name[:100], password_hash=h, is_admin=row.admin)
+                User.create(
+                    account=row.account, name=row.name[:100], password_hash=h, role="admin" if row.admin else ""
+                )
                 for row, h in hashed
             ]
     except peewee.IntegrityError as exc:  # an account created meanwhile: the whole import is undone
@@ -160,16 +164,31 @@ def set_language(user: User, language: str) -> None:
     user.language = language
 
 
-def set_admin(account: str, admin: bool, find=None) -> User:
-    """Make an account an admin or not; a directory user without a row yet gets one (``find``: the directory)."""
+def set_role(
+    account: str, role: str, by: User | None = None, client: Client | None = None, find=None, reason: str = ""
+) -> User:
+    """Give an account a console role (roles.ROLES; "" = none); a directory user without a row yet gets
+    one (``find``: the directory). Nobody takes the admin role from themselves (the last admin's lockout)."""
+    from portal.services import roles
+
+    role = role.strip()
+    if role not in ("", *roles.ROLES):
+        raise InvalidInput(_("未知的角色: %(role)s", role=role), code="unknown_role")
     user = User.by_account(normalize(account))
     if user is None and find is not None:
         user = find(account)
     if user is None:
         raise NotFound(_("账号不存在: %(account)s", account=account))
-    User.update(is_admin=admin).where(User.id == user.id).execute()
-    audit.record("user_admin_changed", user=user, detail="admin" if admin else "not admin")
+    if by is not None and by.id == user.id and role != roles.ADMIN:
+        raise NotAllowed(_("不能取消自己的管理员角色"), code="own_role")
+    User.update(role=role).where(User.id == user.id).execute()
+    change = f"{user.role or 'none'} -> {role or 'none'}"
+    audit.record("user_role_changed", user=user, client=client, detail=_detail(change, _by(by), _reason(reason)))
     return User.get_by_id(user.id)
+
+
+def _reason(reason: str) -> str:
+    return f"reason: {reason.strip()[:200]}" if reason.strip() else ""
 
 
 def unlock(account: str, by: User | None = None, client: Client | None = None) -> int:

@@ -81,7 +81,7 @@ def _stage_after_password(user: User, trust_token: str | None, client: Client) -
 
 
 def _network_skips(user: User, client: Client) -> bool:
-    if user.is_admin or not policy.in_trusted_network(client.ip):
+    if user.is_staff or not policy.in_trusted_network(client.ip):
         return False
     return throttle.locked_until("otp", user.account, client.ip) is None
 

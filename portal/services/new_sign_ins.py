@@ -30,7 +30,7 @@ def place_is_new(user: User, client: Client, now: datetime | None = None) -> boo
 def steps_up(user: User, client: Client) -> bool:
     """Risk step-up: a new place asks the second step even on a trusted device (policy risk_step_up;
     admins always)."""
-    if not (user.is_admin or policy.get("risk_step_up") == "on"):
+    if not (user.is_staff or policy.get("risk_step_up") == "on"):
         return False
     return place_is_new(user, client)
 

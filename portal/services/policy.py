@@ -73,7 +73,7 @@ def parse_methods(raw: str) -> list[str]:
 def must_bind(user: User) -> bool:
     """Forced binding: admins always; everyone, or listed users, as the policy says."""
     mode = get("force_2fa")
-    return user.is_admin or mode == "all" or (mode == "listed" and user.force_2fa)
+    return user.is_staff or mode == "all" or (mode == "listed" and user.force_2fa)
 
 
 def must_bind_condition():
@@ -81,7 +81,8 @@ def must_bind_condition():
     mode = get("force_2fa")
     if mode == "all":
         return User.id.is_null(False)
-    return (User.is_admin | User.force_2fa) if mode == "listed" else User.is_admin
+    staff = User.role != ""
+    return (staff | User.force_2fa) if mode == "listed" else staff
 
 
 def parse_networks(raw: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:

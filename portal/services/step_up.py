@@ -23,6 +23,7 @@ ACTIONS = {
     "recovery-codes": _l("生成备用码"),
     "remove-key": _l("删除安全密钥"),
     "secure-account": _l("退出其他所有设备"),
+    "admin": _l("管理操作"),  # any change made on /admin
 }
 
 

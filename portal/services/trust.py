@@ -20,7 +20,7 @@ def lifetime() -> timedelta:
 
 def allowed(user: User) -> bool:
     """Admins verify every login: their pages can reset anyone's second factor (DESIGN §5 /admin)."""
-    return not user.is_admin
+    return not user.is_staff
 
 
 def issue(user: User, client: Client, method: str) -> str | None:

@@ -3,11 +3,14 @@
 
 from __future__ import annotations
 
-from flask import Response, redirect, render_template
+from collections.abc import Iterable
+
+from flask import Response, redirect, render_template, stream_with_context
 from htmx_flask import make_response, request
 from jinja2_fragments.flask import render_block
 
 from portal.models import Ticket
+from portal.services import csv_export
 
 
 def is_htmx() -> bool:
@@ -48,3 +51,12 @@ def retarget(response, target: str) -> Response:
 def scan_status(ticket: Ticket, poll_url: str, state: str) -> str:
     """The self-replacing status line under every QR and push: it polls ``poll_url`` every 2 s until final."""
     return render_template("_scan_status.html", ticket=ticket, poll=poll_url, state=state)
+
+
+def csv_download(filename: str, header: Iterable[object], rows: Iterable[Iterable[object]]) -> Response:
+    """A CSV attachment streamed as ``rows`` are read (a large export never sits in memory)."""
+    body = stream_with_context(csv_export.lines(header, rows))
+    response = Response(body, mimetype="text/csv")
+    response.headers["Content-Type"] = "text/csv; charset=utf-8"
+    response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response

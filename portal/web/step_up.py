@@ -26,6 +26,8 @@ def _next(action: str) -> tuple[str, str]:
         return url_for("recovery_codes.index"), url_for("recovery_codes.index")
     if action == "secure-account":  # 保护帐号: back to its page, now able to act
         return url_for("secure_account.page"), url_for("secure_account.page")
+    if action == "admin":  # back to the console: the change is made again, now verified
+        return url_for("admin.index"), url_for("admin.index")
     if action == "remove-key":  # back to the list: 删除 again, now verified
         return url_for("security.twofa"), url_for("security.twofa")
     return url_for("security.bind_form", method=action.removeprefix("bind-")), url_for("security.twofa")

@@ -69,7 +69,7 @@ def test_preview_of_a_login_ticket(ctx, user, phone, owner):
 
 
 def test_an_admins_login_ticket_offers_no_trust(ctx, user, phone, owner):
-    user.is_admin = True  # admins verify every login: no 确认授权并信任此设备
+    user.role = "admin"  # admins verify every login: no 确认授权并信任此设备
     user.save()
     new = new_ticket(browser_session(user, sessions.SECOND_FACTOR), "login")
     assert phone.preview(owner, new.token).get_json()["choices"] == ["approve_once", "deny"]

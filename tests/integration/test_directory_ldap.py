@@ -273,7 +273,7 @@ def test_without_ldap_password_change_the_page_links_to_the_university(app, ctx,
 def test_set_admin_works_for_a_directory_user_before_the_first_login(app, ctx, slapd):
     result = app.test_cli_runner().invoke(args=["user", "set-admin", "lisi", "on"])
     assert result.exit_code == 0, result.output
-    assert User.get(User.account == LISI.mail).is_admin
+    assert User.get(User.account == LISI.mail).role == "admin"
     import_attempt = app.test_cli_runner().invoke(args=["user", "import", "/dev/null"])
     assert import_attempt.exit_code == 1 and "passwords live in the directory" in import_attempt.output
     refused = app.test_cli_runner().invoke(args=["user", "set-password", LISI.mail, "--password", "Whatever-2026"])

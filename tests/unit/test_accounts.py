@@ -24,7 +24,7 @@ def test_create_normalises_and_hashes_with_argon2id(ctx):
     stored = User.get_by_id(user.id)
     assert stored.account == "zhang.san@mail.xamd.edu.cn"
     assert stored.name == "张三"
-    assert stored.is_admin is True
+    assert stored.role == "admin"
     assert stored.password_hash.startswith("$argon2id$")
     assert PASSWORD not in stored.password_hash
     assert passwords.verify(stored.password_hash, PASSWORD)
@@ -89,8 +89,8 @@ def test_import_csv_creates_every_row(ctx):
     users = accounts.import_csv(text)
     assert [u.account for u in users] == ["bob@mail.xamd.edu.cn", "carol@mail.xamd.edu.cn"]
     bob = User.by_account("bob@mail.xamd.edu.cn")
-    assert (bob.name, bob.is_admin) == ("鲍勃", True)
-    assert User.by_account("carol@mail.xamd.edu.cn").is_admin is False
+    assert (bob.name, bob.role) == ("鲍勃", "admin")
+    assert User.by_account("carol@mail.xamd.edu.cn").role == ""
     assert passwords.verify(bob.password_hash, "Bob-password-1")
     assert bob.password_hash.startswith("$argon2id$")
     assert "2 accounts" in _events("users_imported")[0].detail
@@ -100,7 +100,7 @@ def test_import_csv_without_admin_column_and_with_spaced_header(ctx):
     users = accounts.import_csv(" Account , Password ,NAME\nbob@mail.xamd.edu.cn,Bob-password-1,Bob\n")
     assert users[0].account == "bob@mail.xamd.edu.cn"
     assert users[0].name == "Bob"
-    assert users[0].is_admin is False
+    assert users[0].role == ""
 
 
 def _import_errors(text: str) -> list[str]:
@@ -141,7 +141,7 @@ def test_import_csv_keeps_existing_accounts_untouched_on_error(ctx, user):
     with pytest.raises(InvalidInput):
         accounts.import_csv(HEADER + "alice@mail.xamd.edu.cn,A,New-password-1,yes\n")
     after = User.get_by_id(user.id)
-    assert (after.password_hash, after.is_admin) == (before, False)
+    assert (after.password_hash, after.role) == (before, "")
 
 
 @pytest.mark.parametrize("header", ["account,name\n", "name,password\n", "\n", ""])

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.config(PUBLIC_URL=ORIGIN)
 
 @pytest.fixture
 def admin(user, totp_secret, client):
-    User.update(is_admin=True).where(User.id == user.id).execute()
+    User.update(role="admin").where(User.id == user.id).execute()
     recovery.generate(user, client)
     policy.set_value("admin_methods", "webauthn")
     return User.get_by_id(user.id)

@@ -60,7 +60,7 @@ def test_user_create_with_password_option(app, alice):
     with database(app):
         user = User.by_account(alice)
         assert user.name == "Alice"
-        assert user.is_admin is False
+        assert user.role == ""
         assert user.password_hash.startswith("$argon2id$")
         assert passwords.verify(user.password_hash, "Alice-password-1")
 
@@ -71,7 +71,7 @@ def test_user_create_admin_with_password_from_stdin(app, cli):
     assert "created root@mail.xamd.edu.cn (admin)" in result.output
     with database(app):
         user = User.by_account("root@mail.xamd.edu.cn")
-        assert user.is_admin is True
+        assert user.role == "admin"
         assert passwords.verify(user.password_hash, "From-stdin-pass-1")
 
 
@@ -112,7 +112,7 @@ def test_user_import_good_file(app, cli, tmp_path):
             "bob@mail.xamd.edu.cn",
             "carol@mail.xamd.edu.cn",
         ]
-        assert User.by_account("carol@mail.xamd.edu.cn").is_admin is True
+        assert User.by_account("carol@mail.xamd.edu.cn").role == "admin"
         assert User.by_account("carol@mail.xamd.edu.cn").name == "卡罗"
 
 
@@ -302,7 +302,7 @@ def test_demo_is_idempotent(app, cli):
         admin = User.by_account("admin@mail.xamd.edu.cn")
         zhang = User.by_account("zhangsan@mail.xamd.edu.cn")
         assert lisi.force_2fa and policy.must_bind(lisi)
-        assert admin.is_admin and policy.must_bind(admin)
+        assert admin.role == "admin" and policy.must_bind(admin)
         assert not policy.must_bind(zhang)
         assert "totp" in factors.offered(zhang)
         assert passwords.verify(zhang.password_hash, demo.DEMO_PASSWORD)

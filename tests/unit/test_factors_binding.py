@@ -292,7 +292,7 @@ def test_forced_user_cannot_unbind_the_only_factor(user, totp_secret, full_sessi
     from portal.models import User
 
     if make_forced == "admin":
-        User.update(is_admin=True).where(User.id == user.id).execute()
+        User.update(role="admin").where(User.id == user.id).execute()
     elif make_forced == "all":
         policy.set_value("force_2fa", "all")
     else:

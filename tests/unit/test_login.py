@@ -87,7 +87,7 @@ def test_revoked_trusted_device_does_not_skip(user, totp_secret, client):
 )
 def test_forced_binding_stage(user, client, mode, listed, admin, stage):
     policy.set_value("force_2fa", mode)
-    User.update(force_2fa=listed, is_admin=admin).where(User.id == user.id).execute()
+    User.update(force_2fa=listed, role="admin" if admin else "").where(User.id == user.id).execute()
     assert login.password_step(user.account, PASSWORD, client, None, None).stage == stage
 
 

@@ -123,7 +123,7 @@ def test_risk_step_up_off_skips_from_a_new_province(user, trusted):
 
 
 def test_admins_are_stepped_up_from_a_new_place_whatever_the_policy(user, clock, totp_secret):
-    user.is_admin = True
+    user.role = "admin"
     user.save()
     new_sign_ins.observe(user, at(BEIJING))
     assert new_sign_ins.steps_up(user, at(GUANGDONG)) and not new_sign_ins.steps_up(user, at(BEIJING))

@@ -71,7 +71,7 @@ def test_offered_per_user(user):
 
 
 def test_offered_to_admins(user):
-    User.update(is_admin=True).where(User.id == user.id).execute()
+    User.update(role="admin").where(User.id == user.id).execute()
     assert factors.offered(User.get_by_id(user.id)) == SELF_SERVICE | {"totp"}
 
 
@@ -89,7 +89,7 @@ def test_offered_to_admins(user):
 )
 def test_must_bind(user, mode, listed, admin, forced):
     policy.set_value("force_2fa", mode)
-    User.update(force_2fa=listed, is_admin=admin).where(User.id == user.id).execute()
+    User.update(force_2fa=listed, role="admin" if admin else "").where(User.id == user.id).execute()
     assert policy.must_bind(User.get_by_id(user.id)) is forced
 
 

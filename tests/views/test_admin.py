@@ -215,7 +215,7 @@ def test_a_trusted_device_of_someone_who_became_admin_no_longer_counts(new_brows
     browser.post("/logout")
     assert location(browser.login(user.account, PASSWORD)) == "/"  # trusted
     browser.post("/logout")
-    user.is_admin = True
+    user.role = "admin"
     user.save()
     assert location(browser.login(user.account, PASSWORD)) == "/login/verify"
 

@@ -314,7 +314,7 @@ def test_outside_the_trusted_network_the_second_step_stays(app, browser, user, t
 
 def test_admins_never_skip_by_network(app, browser, user, totp_secret):
     policy.set_value("trusted_networks", "10.0.0.0/8")
-    user.is_admin = True
+    user.role = "admin"
     user.save()
     assert location(at(browser, "10.20.30.40").login(user.account, PASSWORD)) == "/login/verify"
 

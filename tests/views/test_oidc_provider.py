@@ -250,7 +250,7 @@ def test_the_database_keeps_no_raw_code_token_or_secret(signed_in, webmail):
 
 
 def test_the_admin_page_lists_the_clients_read_only_without_secrets(browser, webmail, user, totp_secret, clock):
-    accounts.set_admin(user.account, True)
+    accounts.set_role(user.account, "admin")
     complete_login(browser, user.account, totp_secret, clock)
     body = text(browser.get("/admin"))
     assert "单点登录应用" in body and "网页邮箱" in body and webmail.client_id in body and RP_CALLBACK in body

@@ -53,7 +53,7 @@ def _allowed(user: User) -> set[str]:
     allowed |= set(policy.parse_methods(policy.get("enabled_methods")))
     allowed |= set(policy.parse_methods(user.extra_methods))
     allowed |= {m.key for m in factors.METHODS.values() if m.assigned_to(user)}
-    if user.is_admin:
+    if user.is_staff:
         allowed.add("totp")
     only = admin_only(user)
     return (only if only is not None else allowed) & set(factors.METHODS)
@@ -90,7 +90,7 @@ def set_default(user: User, method: str, client: Client) -> None:
 
 def admin_only(user: User) -> set[str] | None:
     """The methods policy ``admin_methods`` restricts an admin to, or None (no restriction)."""
-    if not user.is_admin:
+    if not user.is_staff:
         return None
     return set(policy.parse_methods(policy.get("admin_methods"))) or None
 

@@ -1,40 +1,20 @@
-"""/admin: reports for admins and user support (解锁, 重置二次验证, 停用/启用); admins with a full session only."""
+"""用户支持 (/admin/users): find an account by the start of its address or name, see it, help its owner."""
 
 from __future__ import annotations
 
-from flask import Blueprint, g, render_template, request
+from flask import g, request
 from flask_babel import gettext as _
 
-from portal.oidc import clients
-from portal.services import accounts, reports
-from portal.services.errors import DomainError, NotAllowed
+from portal.services import accounts, reports, roles
+from portal.services.errors import DomainError
+from portal.web.admin import bp, requires
 from portal.web.render import page_or_fragment
 
-bp = Blueprint("admin", __name__, url_prefix="/admin")
 USER_TEMPLATE = "admin/user.html"
 
 
-@bp.before_request
-def _admins_only():
-    # The guard has already required a full session (password and second factor, or a trusted device).
-    if not g.user.is_admin:
-        raise NotAllowed(_("仅管理员可以访问此页面"))
-
-
-@bp.get("")
-def index():
-    return render_template(
-        "admin/index.html",
-        adoption=reports.adoption(),
-        activity=reports.activity(),
-        periods=[label for label, _ in reports.PERIODS],
-        lockouts=reports.lockouts(),
-        failures=reports.recent_failures(),
-        sso_clients=clients.listing(),
-    )
-
-
 @bp.get("/users")
+@requires(roles.USERS)
 def user_support():
     """用户支持: ``q`` searches by the start of an address or name; ``account`` opens one account."""
     query = request.args.get("q", "").strip()
@@ -47,11 +27,13 @@ def user_support():
 
 
 @bp.post("/users/unlock")
+@requires(roles.SUPPORT)
 def unlock():
     return _act(lambda account: accounts.unlock(account, by=g.user, client=g.client), _("已解除锁定"))
 
 
 @bp.post("/users/reset-2fa")
+@requires(roles.SUPPORT)
 def reset_2fa():
     reason = request.form.get("reason", "")
     return _act(
@@ -61,11 +43,13 @@ def reset_2fa():
 
 
 @bp.post("/users/disable")
+@requires(roles.SUPPORT)
 def disable():
     return _act(lambda account: accounts.set_disabled(account, True, by=g.user, client=g.client), _("账号已停用"))
 
 
 @bp.post("/users/enable")
+@requires(roles.SUPPORT)
 def enable():
     return _act(lambda account: accounts.set_disabled(account, False, by=g.user, client=g.client), _("账号已启用"))
 
