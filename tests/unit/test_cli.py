@@ -336,3 +336,18 @@ def test_prune_prints_what_it_deleted(cli):
     assert "login sessions: 0 deleted" in result.output and "audit events" not in result.output
     assert cli("prune", "--audit-days", "5").exit_code == 2  # the audit log is kept at least 30 days
     assert "audit events: 0 deleted" in cli("prune", "--audit-days", "365").output
+
+
+def test_user_role_gives_and_takes_a_console_role(app, cli, alice):
+    result = cli("user", "role", alice, "helpdesk", "--reason", "新同事")
+    assert result.exit_code == 0 and f"{alice}: role helpdesk" in result.output
+    with database(app):
+        assert User.by_account(alice).role == "helpdesk"
+    assert "role none" in cli("user", "role", alice, "none").output
+    with database(app):
+        assert User.by_account(alice).role == ""
+    refused = cli("user", "role", alice, "root")
+    assert refused.exit_code != 0 and "root" in refused.output
+    assert "admin on" in cli("user", "set-admin", alice, "on").output
+    with database(app):
+        assert User.by_account(alice).role == "admin"

@@ -98,3 +98,32 @@ def test_migration_13_widens_device_keys_and_keeps_ed25519_devices(ctx, user):
     assert PushSubscription.table_exists()
     columns = {c.name: c for c in db.get_columns(table)}
     assert "algorithm" in columns
+
+
+def test_migration_19_turns_every_admin_into_the_admin_role(ctx, user):
+    """A release-18 database: User.is_admin, no role."""
+    import peewee
+    from playhouse.migrate import SchemaMigrator, migrate
+
+    from portal.models import User
+
+    table = User._meta.table_name
+    migrator = SchemaMigrator.from_database(db.obj)
+    migrate(
+        migrator.drop_column(table, "role"),
+        migrator.add_column(table, "is_admin", peewee.BooleanField(default=False)),
+    )
+    SchemaVersion.delete().where(SchemaVersion.version == 19).execute()
+    db.execute_sql(
+        f'INSERT INTO "{table}" (account, name, password_hash, directory_id, is_admin, disabled, force_2fa, '
+        "extra_methods, default_method, language, password_changed_at, created_at) VALUES "
+        "('boss@mail.xamd.edu.cn', '', '', '', %s, %s, %s, '', '', '', '2026-01-01', '2026-01-01')"
+        % (("true", "false", "false") if isinstance(db.obj, PostgresqlDatabase) else ("1", "0", "0"))
+    )
+
+    assert migrations.upgrade() == [f"19: {migrations.MIGRATIONS[18][1]}"]
+
+    assert "is_admin" not in {column.name for column in db.get_columns(table)}
+    assert User.get(User.account == "boss@mail.xamd.edu.cn").role == "admin"
+    assert User.get_by_id(user.id).role == ""
+    User.create(account="new@mail.xamd.edu.cn", password_hash="")  # inserts need no is_admin any more
