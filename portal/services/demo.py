@@ -7,9 +7,11 @@ from portal.services import accounts, hardware_tokens, policy
 
 DEMO_PASSWORD = "Demo-2fa-2026"
 DEMO_ACCOUNTS = [
-    ("zhangsan@mail.xamd.edu.cn", "张三", False, "no factor yet: bind 第三方 OTP or 微信 under 二次验证设置"),
-    ("lisi@mail.xamd.edu.cn", "李四", False, "listed for forced binding: must bind after the password"),
-    ("admin@mail.xamd.edu.cn", "管理员", True, "admin: always forced to bind; then 管理 (/admin: 统计报表, 用户支持)"),
+    ("zhangsan@mail.xamd.edu.cn", "张三", "", "no factor yet: bind 第三方 OTP or 微信 under 二次验证设置"),
+    ("lisi@mail.xamd.edu.cn", "李四", "", "listed for forced binding: must bind after the password"),
+    ("admin@mail.xamd.edu.cn", "管理员", "admin", "admin: always forced to bind; then 管理 (/admin: everything)"),
+    ("helpdesk@mail.xamd.edu.cn", "服务台", "helpdesk", "helpdesk: 用户支持 and 临时访问码, no policy"),
+    ("auditor@mail.xamd.edu.cn", "审计员", "auditor", "auditor: 统计报表 and 审计日志, read-only"),
 ]
 
 
@@ -21,9 +23,11 @@ def seed() -> list[str]:
     policy.set_value("enabled_methods", "app,wechat,totp,email,sms,token,webauthn")
     policy.set_value("force_2fa", "listed")
     lines = [f"Demo accounts (password {DEMO_PASSWORD}):"]
-    for account, name, admin, note in DEMO_ACCOUNTS:
+    for account, name, role, note in DEMO_ACCOUNTS:
         if User.by_account(account) is None:
-            accounts.create(account, DEMO_PASSWORD, name=name, admin=admin)
+            accounts.create(account, DEMO_PASSWORD, name=name)
+            if role:
+                accounts.set_role(account, role)
         if account.startswith("lisi@"):
             accounts.set_policy(account, force=True)
         lines.append(f"  {account:28} {note}")
