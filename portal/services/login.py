@@ -43,7 +43,7 @@ def password_step(
             raise InvalidCredentials(directory.WRONG)
         attempt.succeeded()
     rehash = user.password_hash and passwords.needs_rehash(user.password_hash)
-    new_hash = passwords.hash_password(password) if rehash else None
+    new_hash = passwords.rehash(password) if rehash else None
     with db.atomic():  # all of it or nothing: no session without its audit trail
         if new_hash:
             User.update(password_hash=new_hash).where(User.id == user.id).execute()

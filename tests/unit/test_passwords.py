@@ -6,13 +6,13 @@ import pytest
 from argon2 import PasswordHasher
 from argon2.exceptions import HashingError
 
-from portal.models import AuditEvent
+from portal.models import AuditEvent, User
 from portal.services import app_passwords, login, passwords, throttle
 from portal.services.errors import InvalidCredentials, Unavailable
 from tests.conftest import PASSWORD
 
 
-def test_verify_tells_right_from_wrong():
+def test_verify_tells_right_from_wrong(ctx):
     stored = passwords.hash_password(PASSWORD)
     assert passwords.verify(stored, PASSWORD)
     assert not passwords.verify(stored, PASSWORD + "x")
@@ -46,7 +46,7 @@ def test_a_wrong_password_still_counts(user, client):
     assert throttle.failures("password", user.account) == 1
 
 
-def test_an_unknown_account_costs_one_argon2_run_like_a_known_one(monkeypatch):
+def test_an_unknown_account_costs_one_argon2_run_like_a_known_one(ctx, monkeypatch):
     stored = passwords.hash_password(PASSWORD)
     runs: list[str] = []
 
@@ -59,7 +59,8 @@ def test_an_unknown_account_costs_one_argon2_run_like_a_known_one(monkeypatch):
             runs.append("verify")
             return super().verify(*args, **kwargs)
 
-    monkeypatch.setattr(passwords, "_hasher", Counting())
+    counting = Counting()
+    monkeypatch.setattr(passwords, "_hasher", lambda: counting)
     assert passwords.verify(stored, PASSWORD) and runs == ["verify"]
     assert not passwords.verify(None, PASSWORD) and runs == ["verify", "hash"]  # in every process, first call too
 
@@ -69,6 +70,23 @@ def test_an_unknown_account_when_hashing_fails_is_unavailable_too(monkeypatch):
         def hash(self, *_args, **_kwargs):
             raise HashingError("Memory allocation error")
 
-    monkeypatch.setattr(passwords, "_hasher", OutOfMemory())
+    failing = OutOfMemory()
+    monkeypatch.setattr(passwords, "_hasher", lambda: failing)
     with pytest.raises(Unavailable):
         passwords.verify(None, PASSWORD)
+
+
+def test_hashes_use_the_configured_parameters(app, ctx):
+    assert "$m=19456,t=2,p=1$" in passwords.hash_password(PASSWORD)  # OWASP's argon2id defaults
+    app.config.update(ARGON2_MEMORY_KIB=8192, ARGON2_TIME_COST=3)
+    assert "$m=8192,t=3,p=1$" in passwords.hash_password(PASSWORD)
+
+
+def test_a_login_redoes_a_hash_made_with_other_parameters(user, client):
+    old = PasswordHasher(memory_cost=65536, time_cost=3, parallelism=4).hash("short")  # argon2-cffi's defaults
+    User.update(password_hash=old).where(User.id == user.id).execute()
+    assert passwords.needs_rehash(old)
+    login.password_step(user.account, "short", client, None, None)  # shorter than today's rule: still accepted
+    stored = User.get_by_id(user.id).password_hash
+    assert stored != old and "$m=19456,t=2,p=1$" in stored and passwords.verify(stored, "short")
+    assert not passwords.needs_rehash(stored)
