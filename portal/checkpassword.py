@@ -66,9 +66,10 @@ def main(argv: list[str] | None = None) -> int:
 def _one_malloc_arena() -> None:
     """Keep within Dovecot's address-space cap for its auth process (default_vsz_limit, 256M).
 
-    argon2 checks a password with four threads, and glibc gives each thread that allocates its own
-    arena, reserving 64 MiB of address space apiece: under the cap the next thread's stack may not
-    fit ("Threading failure"). One arena serves one login well and halves the peak.
+    argon2 checks a hash made with several lanes (PORTAL_ARGON2_PARALLELISM, or an older hash with
+    argon2-cffi's four) with as many threads, and glibc gives each thread that allocates its own arena,
+    reserving 64 MiB of address space apiece: under the cap the next thread's stack may not fit
+    ("Threading failure"). One arena serves one login well and halves the peak.
     """
     try:
         ctypes.CDLL(None).mallopt(M_ARENA_MAX, 1)
