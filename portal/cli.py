@@ -13,7 +13,7 @@ from flask.cli import AppGroup, with_appcontext
 
 from portal import directory, migrations, vapid
 from portal.db import db
-from portal.services import accounts, audit, demo, doctor, housekeeping, outbox, policy, roles
+from portal.services import accounts, audit, backup, demo, doctor, housekeeping, outbox, policy, roles
 from portal.services.errors import DomainError
 
 user_cli = AppGroup("user", help="Manage mail accounts.")
@@ -32,6 +32,7 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(dev_ldap)
     app.cli.add_command(audit_command)
     app.cli.add_command(prune_command)
+    app.cli.add_command(backup_command)
     app.cli.add_command(send_mail_command)
     from portal.token_cli import token_cli  # imported here: it builds on this module's _run
 
@@ -296,6 +297,15 @@ def prune_command(audit_days: int | None) -> None:
     """Delete expired sessions, tickets, codes, counters and tokens (run daily)."""
     for kind, count in _run(lambda: housekeeping.prune(audit_days=audit_days)).items():
         click.echo(f"{kind}: {count} deleted")
+
+
+@click.command("backup")
+@with_appcontext
+@click.argument("file", type=click.Path(dir_okay=False))
+def backup_command(file: str) -> None:
+    """Copy the SQLite database to FILE while the portal runs (PostgreSQL: use pg_dump)."""
+    size = _run(lambda: backup.sqlite_backup(file))
+    click.echo(f"backed up to {file} ({size} bytes)")
 
 
 @click.command("send-mail")
