@@ -1,4 +1,5 @@
-"""Running the Dovecot checkpassword program as Dovecot runs it (fd 3 in, exec of the reply program out)."""
+"""Running the Dovecot checkpassword program as Dovecot runs it (fd 3 in, exec of the reply program out),
+against a portal served over real HTTP (``serve``)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.api.support import closed_port_url, serve  # noqa: F401 -- the portal the program asks
+
 ROOT = Path(__file__).resolve().parents[1]
 WRAPPER = ROOT / "bin" / "portal-checkpassword"
+PROGRAM = [sys.executable, "-I", "-S", str(ROOT / "portal" / "checkpassword.py")]  # as bin/ runs it
 # Stands in for Dovecot's checkpassword-reply: prints what it was handed and exits 0.
 REPLY = [
     sys.executable,
@@ -21,16 +25,15 @@ REPLY = [
 DOVECOT_VSZ_LIMIT = 256 * 1024 * 1024
 
 
-def run(app_config, data: bytes, *, env=None, program=None, reply=REPLY, cwd: Path = ROOT, address_space=None):
-    """Run the checkpassword program with ``data`` on fd 3 (address space capped at ``address_space`` bytes)."""
+def run(portal_url: str, data: bytes, *, env=None, program=None, reply=REPLY, cwd: Path = ROOT, address_space=None):
+    """Run the checkpassword program asking the portal at ``portal_url`` (the base URL), ``data`` on fd 3,
+    its address space capped at ``address_space`` bytes."""
     read_end, write_end = os.pipe()
     os.write(write_end, data)
     os.close(write_end)
-    settings = {f"PORTAL_{key}": str(value) for key, value in app_config.items() if not isinstance(value, bool)}
     environment = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "SERVICE": "imap", "TCPREMOTEIP": "192.0.2.44"}
-    environment |= settings | (env or {})
-    program = program or [sys.executable, "-m", "portal.checkpassword"]
-    return spawn(program + reply, read_end, environment, cwd, address_space)
+    environment |= {"PORTAL_CHECK_URL": portal_url.rstrip("/") + "/mail/check"} | (env or {})
+    return spawn((program or PROGRAM) + reply, read_end, environment, cwd, address_space)
 
 
 def spawn(argv: list[str], read_end: int, environment: dict, cwd: Path, address_space: int | None = None):

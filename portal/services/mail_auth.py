@@ -82,6 +82,23 @@ def answer(request: AuthRequest) -> dict[str, str]:
     return headers
 
 
+# Dovecot's service names (checkpassword's SERVICE) → the protocols of the portal's rule.
+DOVECOT_SERVICES = {"imap": "imap", "pop3": "pop3", "smtp": "smtp", "submission": "smtp"}
+
+
+def check(account: str, password: str, service: str, client_ip: str, lookup: bool = False) -> dict[str, str]:
+    """The checkpassword program's question, answered by the same rule as ``answer``: {"result": "ok",
+    "user": canonical account} | {"result": "refused", "reason"} | {"result": "unknown"} (a lookup)."""
+    if lookup:  # Dovecot's userdb (or a proxy's passdb) lookup: does the account exist, enabled?
+        from portal import directory
+
+        user = directory.account_of(account)
+        return {"result": "ok", "user": user.account} if user and not user.disabled else {"result": "unknown"}
+    service = service.strip().lower()
+    login = app_passwords.authenticate(account, password, DOVECOT_SERVICES.get(service, service), _client_ip(client_ip))
+    return {"result": "ok", "user": login.user.account} if login.ok else {"result": "refused", "reason": login.reason}
+
+
 def failure(message: str, protocol: str, attempt: int, wait: int = AUTH_WAIT) -> dict[str, str]:
     """A refusal: the message for the client, a pause, and for SMTP the reply code."""
     headers = {"Auth-Status": message}

@@ -1,4 +1,5 @@
-"""GET /mail/auth: nginx's mail auth_http endpoint (IMAP/POP3/SMTP logins through the mail proxy).
+"""GET /mail/auth: nginx's mail auth_http endpoint (IMAP/POP3/SMTP logins through the mail proxy);
+POST /mail/check: the same decision for Dovecot's checkpassword program (bin/portal-checkpassword).
 
 Outside the login guard and CSRF (nginx has no session); the caller is checked instead.
 The answer is in the headers only; nginx ignores the status line and the body.
@@ -6,7 +7,7 @@ The answer is in the headers only; nginx ignores the status line and the body.
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, make_response, request
+from flask import Blueprint, current_app, jsonify, make_response, request
 from werkzeug.exceptions import HTTPException
 
 from portal.services import mail_auth
@@ -28,6 +29,22 @@ def auth():
         client_ip=headers.get("Client-IP", ""),
     )
     return _reply(mail_auth.answer(query))
+
+
+@bp.post("/check")
+def check():
+    """One checkpassword login (or userdb lookup): JSON {"result": "ok" | "refused" | "unknown", …}."""
+    if not mail_auth.caller_allowed(request.remote_addr, request.headers.get("X-Mail-Auth-Secret")):
+        return make_response("forbidden\n", 403, {"Content-Type": "text/plain"})
+    form = request.form
+    decision = mail_auth.check(
+        form.get("user", ""),
+        form.get("password", ""),
+        form.get("service", ""),
+        form.get("ip", ""),
+        lookup=form.get("lookup") == "1",
+    )
+    return jsonify(decision)
 
 
 @bp.errorhandler(Exception)

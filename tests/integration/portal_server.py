@@ -85,8 +85,11 @@ class LivePortal:
             return work()
 
     def environment(self) -> dict[str, str]:
-        """The same settings as PORTAL_* variables, for programs the test starts (checkpassword)."""
-        return {f"PORTAL_{key}": str(value) for key, value in self.config.items() if not isinstance(value, bool)}
+        """What the checkpassword program needs to ask this portal (it is a thin client of /mail/check)."""
+        environment = {"PORTAL_CHECK_URL": f"{self.url}/mail/check"}
+        if self.config.get("MAIL_AUTH_SECRET"):
+            environment["PORTAL_MAIL_AUTH_SECRET"] = str(self.config["MAIL_AUTH_SECRET"])
+        return environment
 
     # --- setup through the services, as the web pages would do it --------------------------------------
 

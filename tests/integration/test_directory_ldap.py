@@ -24,7 +24,7 @@ from portal.models import AuditEvent, User
 from portal.services import accounts, app_passwords, throttle
 from portal.services.client import Client
 from portal.services.errors import Unavailable
-from tests.checkpassword_program import replied, request, run
+from tests.checkpassword_program import replied, request, run, serve
 from tests.conftest import PASSWORD, skip_or_fail
 from tests.helpers import Browser, text
 from tests.views.support import location
@@ -190,15 +190,16 @@ def test_mail_auth_and_checkpassword_take_the_directory_password(app, ctx, app_c
     answer = app.test_client().get("/mail/auth", headers=headers)
     assert answer.headers["Auth-Status"] == "OK"
 
-    assert replied(run(app_config, request("zhangsan", ZHANGSAN.password)))["USER"] == ZHANGSAN.mail
-    assert run(app_config, request("zhangsan", "Not-the-password-1")).returncode == 1
-    slapd.stop()
-    try:
-        assert run(app_config, request("zhangsan", ZHANGSAN.password)).returncode == 111  # Dovecot: try again
-        down = app.test_client().get("/mail/auth", headers=headers)
-        assert down.headers["Auth-Status"] == "Temporary server problem, try again later"
-    finally:
-        slapd.start()
+    with serve(app) as portal:
+        assert replied(run(portal, request("zhangsan", ZHANGSAN.password)))["USER"] == ZHANGSAN.mail
+        assert run(portal, request("zhangsan", "Not-the-password-1")).returncode == 1
+        slapd.stop()
+        try:
+            assert run(portal, request("zhangsan", ZHANGSAN.password)).returncode == 111  # Dovecot: try again
+            down = app.test_client().get("/mail/auth", headers=headers)
+            assert down.headers["Auth-Status"] == "Temporary server problem, try again later"
+        finally:
+            slapd.start()
 
 
 def test_over_ldaps_too(app, ctx, slapd):
