@@ -23,3 +23,21 @@ accesslog = os.environ.get("GUNICORN_ACCESS_LOG", "-") or None  # "-": to stdout
 # No runtime control socket ($HOME/.gunicorn/gunicorn.ctl): several instances on one host would share
 # that one path, and the portal is managed by its service manager's signals.
 control_socket_disable = True
+
+
+# /metrics across workers: with PROMETHEUS_MULTIPROC_DIR set (an empty directory the portal's user owns),
+# each worker writes its counters there and /metrics adds them up. Old files from the last start go.
+def on_starting(server):
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory:
+        os.makedirs(directory, exist_ok=True)
+        for name in os.listdir(directory):
+            if name.endswith(".db"):
+                os.remove(os.path.join(directory, name))
+
+
+def child_exit(server, worker):
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)

@@ -32,6 +32,7 @@ DEFAULTS: dict[str, object] = {
     "MAIL_BACKENDS": "",
     "MAIL_AUTH_SECRET": "",
     "MAIL_AUTH_ALLOW": "",
+    "METRICS_ALLOW": "127.0.0.1, ::1",  # who may read /metrics (Prometheus), addresses or CIDRs
     "MAIL_BACKEND_PASSWORD": "",
     "APP_DOWNLOAD_URL": "",
     "DEV_SIMULATORS": False,
@@ -296,12 +297,12 @@ def parse_mail_backends(raw: str) -> dict[str, tuple[str, int]]:
     return backends
 
 
-def parse_networks(raw: str) -> list[Network]:
+def parse_networks(raw: str, setting: str = "PORTAL_MAIL_AUTH_ALLOW") -> list[Network]:
     """'127.0.0.1, 10.0.0.0/8, ::1' → networks (a bare address is a /32 or /128)."""
     try:
         return [ipaddress.ip_network(p.strip(), strict=False) for p in raw.split(",") if p.strip()]
     except ValueError as exc:
-        raise ConfigError(f"PORTAL_MAIL_AUTH_ALLOW: {exc}") from exc
+        raise ConfigError(f"{setting}: {exc}") from exc
 
 
 def check_mail_auth(config: dict) -> None:

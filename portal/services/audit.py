@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from portal import metrics
 from portal.models import AuditEvent, User, utcnow
 from portal.services import notices
 from portal.services.client import Client
@@ -32,6 +33,7 @@ def record(
         detail=detail[:2000],
     )
     notices.enqueue(row)  # in the same transaction, if one is open
+    metrics.audit_event(event, outcome)
 
 
 def recent(limit: int = 50, account: str | None = None, outcome: str | None = None) -> list[AuditEvent]:

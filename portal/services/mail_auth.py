@@ -17,6 +17,7 @@ from urllib.parse import unquote_to_bytes
 from flask import current_app
 
 from portal import config as config_module
+from portal import metrics
 from portal.services import app_passwords
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,7 @@ def answer(request: AuthRequest) -> dict[str, str]:
     user, password = _decode(request.user), _decode(request.password)
     if user is None or password is None:
         return failure(app_passwords.INVALID, protocol, attempt)
-    login = app_passwords.authenticate(user, password, protocol, _client_ip(request.client_ip))
+    login = _login(user, password, protocol, request.client_ip)
     if not login.ok:
         throttled = login.reason == "throttled"
         return failure(login.message, protocol, attempt, wait=THROTTLED_WAIT if throttled else AUTH_WAIT)
@@ -95,8 +96,15 @@ def check(account: str, password: str, service: str, client_ip: str, lookup: boo
         user = directory.account_of(account)
         return {"result": "ok", "user": user.account} if user and not user.disabled else {"result": "unknown"}
     service = service.strip().lower()
-    login = app_passwords.authenticate(account, password, DOVECOT_SERVICES.get(service, service), _client_ip(client_ip))
+    login = _login(account, password, DOVECOT_SERVICES.get(service, service), client_ip)
     return {"result": "ok", "user": login.user.account} if login.ok else {"result": "refused", "reason": login.reason}
+
+
+def _login(account: str, password: str, protocol: str, client_ip: str) -> app_passwords.MailLogin:
+    """The rule itself (app_passwords), counted for /metrics."""
+    login = app_passwords.authenticate(account, password, protocol, _client_ip(client_ip))
+    metrics.mail_auth(protocol, login.ok, login.reason)
+    return login
 
 
 def failure(message: str, protocol: str, attempt: int, wait: int = AUTH_WAIT) -> dict[str, str]:

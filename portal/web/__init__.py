@@ -28,6 +28,7 @@ from portal.web import (
     home,
     language,
     mail_auth,
+    metrics,
     password,
     pwa,
     qr,
@@ -82,6 +83,10 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(forward_auth.bp)
     guard.exempt_blueprint(forward_auth.bp.name)
     csrf.exempt(forward_auth.bp)
+    # Prometheus: no cookies, no session; the caller's address is checked by the view.
+    metrics.init_app(app)
+    app.register_blueprint(metrics.bp)
+    guard.exempt_blueprint(metrics.bp.name)
     if app.config["DEV_SIMULATORS"]:
         app.register_blueprint(simulators.bp)
     app.after_request(_security_headers)
