@@ -37,10 +37,11 @@ def create_app(config: dict | None = None) -> Flask:
     db_module.init_app(app)
 
     import wechat_backend
-    from portal import cli, directory, i18n, oidc, web
+    from portal import cli, directory, i18n, logs, oidc, web
     from portal.services import outbox
     from portal.web import app_api  # noqa: F401 -- registered below
 
+    logs.init_app(app)
     i18n.init_app(app)
     directory.init_app(app)
     web.init_app(app)

@@ -32,6 +32,7 @@ DEFAULTS: dict[str, object] = {
     "MAIL_BACKENDS": "",
     "MAIL_AUTH_SECRET": "",
     "MAIL_AUTH_ALLOW": "",
+    "LOG_FORMAT": "text",  # text | json: the app's log lines as JSON objects with the request id
     "METRICS_ALLOW": "127.0.0.1, ::1",  # who may read /metrics (Prometheus), addresses or CIDRs
     "MAIL_BACKEND_PASSWORD": "",
     "APP_DOWNLOAD_URL": "",
