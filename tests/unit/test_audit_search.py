@@ -41,7 +41,7 @@ def test_no_filter_lists_everything_newest_first(ctx):
 
 
 def test_account_is_a_prefix_case_insensitive_and_wildcards_are_plain(ctx):
-    for account in ("lisi@mail.xamd.edu.cn", "lisi2@mail.xamd.edu.cn", "zhang@mail.xamd.edu.cn", "l_si@x.cn", "l%x@x.cn"):
+    for account in ("lisi@mail.xamd.edu.cn", "lisi2@mail.xamd.edu.cn", "zhang@x.cn", "l_si@x.cn", "l%x@x.cn"):
         add(account=account)
     assert sorted(accounts_of(search(account="LiSi"))) == ["lisi2@mail.xamd.edu.cn", "lisi@mail.xamd.edu.cn"]
     assert accounts_of(search(account="lisi@mail.xamd.edu.cn")) == ["lisi@mail.xamd.edu.cn"]
@@ -183,7 +183,9 @@ def test_pages_keep_the_filters(ctx):
 def test_an_ipv6_network_search_reads_on_past_rows_it_drops(ctx, monkeypatch):
     monkeypatch.setattr(audit_search, "SCAN_BATCH", 4)
     monkeypatch.setattr(audit_search, "SCAN_LIMIT", 8)
-    wanted = [add(ip="2001:da8::1", at=T0)] + [add(ip="2001:da8:8000::1", at=T0 + timedelta(seconds=n + 1)) for n in range(10)]
+    wanted = [add(ip="2001:da8::1", at=T0)]
+    for n in range(10):
+        add(ip="2001:da8:8000::1", at=T0 + timedelta(seconds=n + 1))
     filters = audit_search.parse(MultiDict({"ip": "2001:da8::/33"}))  # SQL reads 2001:da8:*, Python drops :8000
     pages, cursor = [], ""
     while True:
@@ -195,7 +197,10 @@ def test_an_ipv6_network_search_reads_on_past_rows_it_drops(ctx, monkeypatch):
     assert pages == [[], [wanted[0].id]]  # the first page read 8 rows and found none
 
 
-@pytest.mark.parametrize("cursor", ["abc", "1.2.3", "-5.1", "1.", ".1", "1" * 20 + ".1", "9" * 19 + ".1", "1." + "9" * 19])
+BAD_CURSORS = ["abc", "1.2.3", "-5.1", "1.", ".1", "1" * 20 + ".1", "9" * 19 + ".1", "1." + "9" * 19]
+
+
+@pytest.mark.parametrize("cursor", BAD_CURSORS)
 def test_a_bad_cursor_is_a_value_error(ctx, cursor):
     with pytest.raises(ValueError):
         audit_search.page(audit_search.parse(MultiDict()), cursor)
@@ -221,7 +226,8 @@ def test_the_searches_use_the_indexes(ctx):
     for args in ({"account": "lisi"}, {"event": "login_complete"}, {"outcome": "fail"}, {"ip": "202.117.0.0/16"}):
         filters = audit_search.parse(MultiDict(args))
         sql, params = audit_search._query(filters, (T0, 5)).limit(51).sql()
-        plan = " ".join(str(row) for row in db.execute_sql("EXPLAIN " + ("QUERY PLAN " if _sqlite() else "") + sql, params))
+        explain = "EXPLAIN QUERY PLAN " if _sqlite() else "EXPLAIN "
+        plan = " ".join(str(row) for row in db.execute_sql(explain + sql, params))
         assert "audit_event_" in plan, (args, plan)
 
 

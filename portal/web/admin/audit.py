@@ -26,7 +26,7 @@ def audit_log():
     if request.args.get("format") == "csv":
         return _csv(filters)
     try:
-        found = audit_search.page(filters, request.args.get("cursor", ""))
+        found = audit_search.page(filters, request.args.get("cursor", ""), audit_search.PAGE_SIZE)
     except ValueError as exc:  # a hand-made cursor
         filters.errors["cursor"] = str(exc)
         return page_or_fragment(TEMPLATE, "results", **context)
@@ -49,7 +49,8 @@ def _labels() -> dict[str, str]:
 
 
 def _csv(filters: audit_search.Filters):
-    header = [_("时间(北京时间)"), _("账号"), _("事件"), _("事件代码"), _("方式"), _("结果"), "IP", _("浏览器"), _("详情")]
+    header = [_("时间(北京时间)"), _("账号"), _("事件"), _("事件代码"), _("方式"), _("结果"), "IP"]
+    header += [_("浏览器"), _("详情")]
     rows = (
         (
             local(row.created_at, "%Y-%m-%d %H:%M:%S"),
