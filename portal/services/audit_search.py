@@ -45,6 +45,7 @@ TIME_FORMATS = (("%Y-%m-%d", timedelta(days=1)), ("%Y-%m-%dT%H:%M", timedelta(mi
 TIME_FORMATS += (("%Y-%m-%d %H:%M", timedelta(minutes=1)), ("%Y-%m-%dT%H:%M:%S", timedelta(seconds=1)))
 TIME_FORMATS += (("%Y-%m-%d %H:%M:%S", timedelta(seconds=1)),)
 MAX_MICROS = (datetime(9999, 1, 1) - datetime(1970, 1, 1)) // timedelta(microseconds=1)
+_BYTE_ORDER = ' COLLATE "C"'  # PostgreSQL; the indexes of migration 21 compare so too
 FIELDS = ("account", "event", "outcome", "ip", "since", "until")
 
 
@@ -158,7 +159,9 @@ def _matches(filters: Filters, row: AuditEvent) -> bool:
 
 def _bytewise(column: pw.Field) -> pw.Node:
     """The column compared byte by byte (its index's order, migration 21), whatever the collation."""
-    return column.collate('"C"') if isinstance(db.obj, pw.PostgresqlDatabase) else column
+    if isinstance(db.obj, pw.PostgresqlDatabase):
+        return column.collate(_BYTE_ORDER.removeprefix(" COLLATE "))
+    return column
 
 
 def _prefix(column: pw.Field, prefix: str) -> pw.Expression:
@@ -200,11 +203,17 @@ def _ipv4(network: ipaddress.IPv4Network) -> pw.Expression:
     aligned = -(-network.prefixlen // 8) * 8  # the next octet boundary
     if aligned == 0:
         return AuditEvent.ip.contains(".")  # 0.0.0.0/0: every IPv4 address
-    parts = [_dotted_prefix(subnet) for subnet in network.subnets(new_prefix=aligned)]
-    condition = _prefix(AuditEvent.ip, parts[0])
-    for part in parts[1:]:
-        condition |= _prefix(AuditEvent.ip, part)
-    return condition
+    prefixes = [_dotted_prefix(subnet) for subnet in network.subnets(new_prefix=aligned)]
+    return _prefix(AuditEvent.ip, prefixes[0]) if len(prefixes) == 1 else _any_prefix("ip", prefixes)
+
+
+def _any_prefix(column: str, prefixes: list[str]) -> pw.SQL:
+    """``column`` starts with one of ``prefixes``: OR-ed ranges as one SQL text (as peewee nodes, 128
+    of them take it ~0.1 s to write out; this takes a millisecond)."""
+    name = f'"{column}"{_BYTE_ORDER if isinstance(db.obj, pw.PostgresqlDatabase) else ""}'
+    mark = db.obj.param
+    clause = " OR ".join([f"({name} >= {mark} AND {name} < {mark})"] * len(prefixes))
+    return pw.SQL(f"({clause})", [bound for prefix in prefixes for bound in (prefix, prefix + TOP)])
 
 
 def _dotted_prefix(network: ipaddress.IPv4Network) -> str:
