@@ -98,3 +98,23 @@ def test_migration_13_widens_device_keys_and_keeps_ed25519_devices(ctx, user):
     assert PushSubscription.table_exists()
     columns = {c.name: c for c in db.get_columns(table)}
     assert "algorithm" in columns
+
+
+def test_migration_21_adds_the_audit_search_indexes_to_an_older_database(ctx):
+    """A release-20 database: audit_event without the composite indexes; 21 adds them, once."""
+    from portal.models import AuditEvent
+
+    table = AuditEvent._meta.table_name
+    added = {"audit_event_created_at_id", "audit_event_event_created_at_id", "audit_event_outcome_created_at_id"}
+    added |= set(migrations.AUDIT_PREFIX_INDEXES)
+    for name in added:
+        db.execute_sql(f'DROP INDEX "{name}"')
+    assert not added & {index.name for index in db.get_indexes(table)}
+    SchemaVersion.delete().where(SchemaVersion.version == 21).execute()
+    assert migrations.upgrade() == ["21: 审计日志 search: composite indexes for its filters, in page order"]
+    indexes = {index.name: index for index in db.get_indexes(table)}
+    assert added <= set(indexes)
+    assert indexes["audit_event_account_prefix"].columns[-2:] == ["created_at", "id"]
+    if isinstance(db.obj, PostgresqlDatabase):  # byte order, so that a prefix range can use it
+        assert 'COLLATE "C"' in indexes["audit_event_ip_prefix"].sql
+    assert migrations.upgrade() == []
