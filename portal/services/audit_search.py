@@ -31,7 +31,7 @@ from flask_babel import gettext as _
 
 from portal.db import db
 from portal.models import AuditEvent
-from portal.services import accounts
+from portal.services import accounts, audit_plan
 from portal.timezone import LOCAL
 
 PAGE_SIZE = 50
@@ -46,6 +46,7 @@ TIME_FORMATS += (("%Y-%m-%d %H:%M", timedelta(minutes=1)), ("%Y-%m-%dT%H:%M:%S",
 TIME_FORMATS += (("%Y-%m-%d %H:%M:%S", timedelta(seconds=1)),)
 MAX_MICROS = (datetime(9999, 1, 1) - datetime(1970, 1, 1)) // timedelta(microseconds=1)
 _BYTE_ORDER = ' COLLATE "C"'  # PostgreSQL; the indexes of migration 21 compare so too
+IP_INDEX = "audit_event_ip_prefix"
 FIELDS = ("account", "event", "outcome", "ip", "since", "until")
 
 
@@ -57,6 +58,10 @@ class Filters:
     errors: dict[str, str] = field(default_factory=dict)
     conditions: list[pw.Expression] = field(default_factory=list)
     network: ipaddress.IPv6Network | None = None  # decided in Python (see the module's doc)
+    ranges: dict[str, pw.Node] = field(default_factory=dict)  # prefix conditions by their index (audit_plan)
+    exact: list[str] = field(default_factory=list)  # the indexes of the equality filters
+    source: pw.Node | None = None  # the FROM clause audit_plan chose (SQLite)
+    planned: bool = False
 
     @property
     def query_args(self) -> dict[str, str]:
@@ -139,7 +144,11 @@ def _cursor_of(created_at: datetime, row_id: int) -> str:
 
 
 def _query(filters: Filters, position: tuple[datetime, int] | None) -> pw.ModelSelect:
+    if not filters.planned:
+        filters.source, filters.planned = audit_plan.source(filters.ranges, filters.exact), True
     query = AuditEvent.select().order_by(AuditEvent.created_at.desc(), AuditEvent.id.desc())
+    if filters.source is not None:
+        query = query.from_(filters.source)
     for condition in filters.conditions:
         query = query.where(condition)
     if position is not None:
@@ -171,7 +180,7 @@ def _prefix(column: pw.Field, prefix: str) -> pw.Expression:
 def _account(filters: Filters, _key: str, value: str) -> None:
     if len(value) > 254:
         raise ValueError(_("账号过长"))
-    filters.conditions.append(_prefix(AuditEvent.account, accounts.normalize(value)))
+    _add_range(filters, "audit_event_account_prefix", _prefix(AuditEvent.account, accounts.normalize(value)))
 
 
 def _code(filters: Filters, key: str, value: str) -> None:
@@ -179,6 +188,7 @@ def _code(filters: Filters, key: str, value: str) -> None:
     if not CODE.fullmatch(value):
         raise ValueError(_("事件类型无效,请从列表中选择") if key == "event" else _("结果无效,请从列表中选择"))
     filters.conditions.append(getattr(AuditEvent, key) == value)
+    filters.exact.append(f"audit_event_{key}_created_at_id")
 
 
 def _ip(filters: Filters, _key: str, value: str) -> None:
@@ -186,23 +196,29 @@ def _ip(filters: Filters, _key: str, value: str) -> None:
         network = ipaddress.ip_network(value, strict=False)
     except ValueError:
         raise ValueError(_("请输入 IP 地址或网段,例如 202.117.0.5 或 202.117.0.0/16")) from None
-    if network.version == 4:
-        filters.conditions.append(_ipv4(network))
-    elif network.num_addresses == 1:
+    if network.num_addresses == 1:
         filters.conditions.append(_bytewise(AuditEvent.ip) == str(network.network_address))
+        filters.exact.insert(0, IP_INDEX)  # one address: the most telling exact filter
+    elif network.prefixlen == 0:  # every address of the family
+        filters.conditions.append(AuditEvent.ip.contains("." if network.version == 4 else ":"))
+        filters.network = network if network.version == 6 else None  # "::ffff:1.2.3.4" has both
+    elif network.version == 4:
+        _add_range(filters, IP_INDEX, _ipv4(network))
     else:
         filters.network = network
-        filters.conditions.append(_ipv6_candidates(network))
+        _add_range(filters, IP_INDEX, _ipv6_candidates(network))
+
+
+def _add_range(filters: Filters, index: str, condition: pw.Node) -> None:
+    filters.conditions.append(condition)
+    filters.ranges[index] = condition
 
 
 def _ipv4(network: ipaddress.IPv4Network) -> pw.Expression:
     """An IPv4 network as conditions on the dotted text (see the module's doc)."""
     if network.prefixlen > 24:
-        addresses = [str(address) for address in network]
-        return _bytewise(AuditEvent.ip) << addresses if len(addresses) > 1 else _bytewise(AuditEvent.ip) == addresses[0]
+        return _bytewise(AuditEvent.ip) << [str(address) for address in network]
     aligned = -(-network.prefixlen // 8) * 8  # the next octet boundary
-    if aligned == 0:
-        return AuditEvent.ip.contains(".")  # 0.0.0.0/0: every IPv4 address
     prefixes = [_dotted_prefix(subnet) for subnet in network.subnets(new_prefix=aligned)]
     return _prefix(AuditEvent.ip, prefixes[0]) if len(prefixes) == 1 else _any_prefix("ip", prefixes)
 
@@ -222,7 +238,7 @@ def _dotted_prefix(network: ipaddress.IPv4Network) -> str:
     return ".".join(octets) + "."
 
 
-def _ipv6_candidates(network: ipaddress.IPv6Network) -> pw.Expression:
+def _ipv6_candidates(network: ipaddress.IPv6Network) -> pw.Node:
     """What the text of an address in ``network`` must start with: its leading non-zero groups, which
     no compression removes (lower-case, as Python, nginx and browsers write them)."""
     groups = network.network_address.exploded.split(":")[: network.prefixlen // 16]
@@ -231,9 +247,7 @@ def _ipv6_candidates(network: ipaddress.IPv6Network) -> pw.Expression:
         if group == "0000":
             break
         leading.append(group.lstrip("0"))
-    if not leading:
-        return AuditEvent.ip.contains(":")
-    return _prefix(AuditEvent.ip, ":".join(leading) + (":" if len(leading) < 8 else ""))
+    return _prefix(AuditEvent.ip, ":".join(leading) + ":") if leading else _prefix(AuditEvent.ip, "")
 
 
 def _time_range(filters: Filters) -> None:

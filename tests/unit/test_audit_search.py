@@ -235,3 +235,28 @@ def _sqlite() -> bool:
     from peewee import SqliteDatabase
 
     return isinstance(db.obj, SqliteDatabase)
+
+
+def test_sqlite_reads_a_rare_prefix_by_its_index_and_a_common_one_in_time_order(ctx, monkeypatch):
+    from peewee import SqliteDatabase
+
+    from portal.services import audit_plan
+
+    if not isinstance(db.obj, SqliteDatabase):
+        pytest.skip("PostgreSQL chooses by its own statistics")
+    monkeypatch.setattr(audit_plan, "DENSE", 3)
+    for n in range(5):
+        add(account=f"common{n}@x.cn", outcome="fail" if n % 2 else "ok", at=T0 + timedelta(seconds=n))
+    add(account="rare@x.cn", ip="10.1.1.1")
+    cases = {
+        "account=rare": ("audit_event_account_prefix", 1),
+        "account=common": ("audit_event_created_at_id", 5),
+        "account=common&outcome=fail": ("audit_event_outcome_created_at_id", 2),
+        "account=common&ip=10.1.0.0/16": ("audit_event_ip_prefix", 0),
+        "outcome=fail": (None, 2),  # no prefix: the planner's choice
+    }
+    for query, (index, count) in cases.items():
+        filters = audit_search.parse(MultiDict([part.split("=") for part in query.split("&")]))
+        sql = audit_search._query(filters, None).sql()[0]
+        assert (f'INDEXED BY "{index}"' in sql) if index else ("INDEXED BY" not in sql), (query, sql)
+        assert len(list(audit_search.export(filters))) == count, query
