@@ -30,8 +30,9 @@ import peewee as pw
 from flask_babel import gettext as _
 
 from portal.db import db
-from portal.models import AuditEvent
-from portal.services import accounts, audit_plan
+from portal.models import AuditEvent, User
+from portal.services import accounts, audit, audit_plan
+from portal.services.client import Client
 from portal.timezone import LOCAL
 
 PAGE_SIZE = 50
@@ -123,6 +124,12 @@ def export(filters: Filters) -> Iterator[AuditEvent]:
         if len(rows) < EXPORT_BATCH:
             return
         position = (rows[-1].created_at, rows[-1].id)
+
+
+def record_export(filters: Filters, by: User, client: Client) -> None:
+    """Audit the export itself: who took which part of the log away."""
+    searched = " ".join(f"{key}={value}" for key, value in filters.query_args.items()) or "all"
+    audit.record("audit_exported", user=by, client=client, detail=f"by {by.account}; {searched}")
 
 
 def parse_cursor(cursor: str) -> tuple[datetime, int] | None:

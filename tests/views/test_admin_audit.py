@@ -204,3 +204,18 @@ def test_the_csv_is_streamed_in_batches(auditor, monkeypatch):
     assert len(chunks) == 11  # the header, then one chunk per row as it is read
     rows = list(csv.reader(io.StringIO("".join(chunks).removeprefix("\ufeff"))))
     assert [row[1] for row in rows[1:]] == [f"u{n}@x.cn" for n in reversed(range(10))]
+
+
+def test_an_export_is_itself_audited(auditor):
+    response = auditor.get("/admin/audit?format=csv&account=lisi&outcome=fail")
+    assert response.status_code == 200
+    event = AuditEvent.select().where(AuditEvent.event == "audit_exported").get()
+    assert event.account == "auditor@mail.xamd.edu.cn"
+    assert event.detail == "by auditor@mail.xamd.edu.cn; account=lisi outcome=fail"
+    assert "导出审计日志" in text(auditor.get("/admin/audit?event=audit_exported"))
+
+
+def test_a_bad_cursor_from_htmx_answers_in_the_load_more_row(auditor):
+    response = auditor.get("/admin/audit?cursor=abc", htmx=True)
+    body = text(response).strip()
+    assert response.status_code == 200 and body.startswith('<tr id="audit-more">') and "翻页位置无效" in body

@@ -3,7 +3,7 @@ first; 加载更多 appends the next page (htmx), ``format=csv`` streams the who
 
 from __future__ import annotations
 
-from flask import request
+from flask import g, request
 from flask_babel import gettext as _
 
 from portal.models import utcnow
@@ -18,20 +18,21 @@ TEMPLATE = "admin/audit.html"
 @bp.get("/audit")
 @requires(roles.AUDIT)
 def audit_log():
+    """The page (or, for 加载更多, the next rows); ``format=csv`` the whole filtered view."""
     filters = audit_search.parse(request.args)
+    cursor = request.args.get("cursor", "")
+    block = "more" if is_htmx() and cursor else "results"
     context = {"filters": filters, "events": [], "cursor": None, "labels": event_labels, "field_labels": _labels()}
     context.update(event_choices=event_labels.events(), outcome_choices=event_labels.outcomes())
-    if filters.errors:
-        return page_or_fragment(TEMPLATE, "results", **context)
-    if request.args.get("format") == "csv":
+    if not filters.errors and request.args.get("format") == "csv":
+        audit_search.record_export(filters, g.user, g.client)
         return _csv(filters)
-    try:
-        found = audit_search.page(filters, request.args.get("cursor", ""), audit_search.PAGE_SIZE)
-    except ValueError as exc:  # a hand-made cursor
-        filters.errors["cursor"] = str(exc)
-        return page_or_fragment(TEMPLATE, "results", **context)
-    context.update(events=found.events, cursor=found.cursor)
-    block = "more" if is_htmx() and request.args.get("cursor") else "results"
+    if not filters.errors:
+        try:
+            found = audit_search.page(filters, cursor, audit_search.PAGE_SIZE)
+            context.update(events=found.events, cursor=found.cursor)
+        except ValueError as exc:  # a hand-made cursor
+            filters.errors["cursor"] = str(exc)
     return page_or_fragment(TEMPLATE, block, **context)
 
 
