@@ -161,6 +161,15 @@ class AuditEvent(BaseModel):
     user_agent = pw.CharField(max_length=300, default="")
     detail = pw.TextField(default="")
 
+    class Meta:
+        # The 审计日志 search pages newest first by (created_at, id) under each filter (migration 21).
+        # The account and IP prefix indexes are made there per backend (byte order on PostgreSQL).
+        indexes = (
+            (("created_at", "id"), False),
+            (("event", "created_at", "id"), False),
+            (("outcome", "created_at", "id"), False),
+        )
+
 
 class Setting(BaseModel):
     key = pw.CharField(max_length=64, primary_key=True)

@@ -55,6 +55,7 @@ _EVENTS = {
     "token_import": _l("导入动态口令"),
     "token_assigned": _l("分配动态口令"),
     "token_unassigned": _l("收回动态口令"),
+    "audit_exported": _l("导出审计日志"),
 }
 # Codes built from a ticket's or a verification's purpose: (prefix, suffix) → label with %(purpose)s.
 _PURPOSES = {

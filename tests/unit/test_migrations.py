@@ -109,21 +109,35 @@ def test_migration_19_turns_every_admin_into_the_admin_role(ctx, user):
 
     table = User._meta.table_name
     migrator = SchemaMigrator.from_database(db.obj)
-    migrate(
-        migrator.drop_column(table, "role"),
-        migrator.add_column(table, "is_admin", peewee.BooleanField(default=False)),
-    )
+    migrate(migrator.add_column(table, "is_admin", peewee.BooleanField(default=False)))
     SchemaVersion.delete().where(SchemaVersion.version == 19).execute()
-    db.execute_sql(
-        f'INSERT INTO "{table}" (account, name, password_hash, directory_id, is_admin, disabled, force_2fa, '
-        "extra_methods, default_method, language, password_changed_at, created_at) VALUES "
-        "('boss@mail.xamd.edu.cn', '', '', '', %s, %s, %s, '', '', '', '2026-01-01', '2026-01-01')"
-        % (("true", "false", "false") if isinstance(db.obj, PostgresqlDatabase) else ("1", "0", "0"))
-    )
+    User.insert(account="boss@mail.xamd.edu.cn", password_hash="").execute()  # role: still the model's column
+    db.execute_sql(f"UPDATE \"{table}\" SET is_admin = %s WHERE account = 'boss@mail.xamd.edu.cn'" % db.param, (True,))
+    migrate(migrator.drop_column(table, "role"))
 
-    assert migrations.upgrade() == [f"19: {migrations.MIGRATIONS[18][1]}"]
+    assert migrations.upgrade() == [f"19: {dict((v, n) for v, n, _ in migrations.MIGRATIONS)[19]}"]
 
     assert "is_admin" not in {column.name for column in db.get_columns(table)}
     assert User.get(User.account == "boss@mail.xamd.edu.cn").role == "admin"
     assert User.get_by_id(user.id).role == ""
     User.create(account="new@mail.xamd.edu.cn", password_hash="")  # inserts need no is_admin any more
+
+
+def test_migration_21_adds_the_audit_search_indexes_to_an_older_database(ctx):
+    """A release-20 database: audit_event without the composite indexes; 21 adds them, once."""
+    from portal.models import AuditEvent
+
+    table = AuditEvent._meta.table_name
+    added = {"audit_event_created_at_id", "audit_event_event_created_at_id", "audit_event_outcome_created_at_id"}
+    added |= set(migrations.AUDIT_PREFIX_INDEXES)
+    for name in added:
+        db.execute_sql(f'DROP INDEX "{name}"')
+    assert not added & {index.name for index in db.get_indexes(table)}
+    SchemaVersion.delete().where(SchemaVersion.version == 21).execute()
+    assert migrations.upgrade() == ["21: 审计日志 search: composite indexes for its filters, in page order"]
+    indexes = {index.name: index for index in db.get_indexes(table)}
+    assert added <= set(indexes)
+    assert indexes["audit_event_account_prefix"].columns[-2:] == ["created_at", "id"]
+    if isinstance(db.obj, PostgresqlDatabase):  # byte order, so that a prefix range can use it
+        assert 'COLLATE "C"' in indexes["audit_event_ip_prefix"].sql
+    assert migrations.upgrade() == []
