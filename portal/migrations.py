@@ -125,6 +125,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[], None]]] = [
         _create(models.SeenSignIn),
     ),
     (19, "console roles: admin, helpdesk, auditor (was: is_admin)", _console_roles),
+    (22, "临时访问码 (temporary access codes issued by the helpdesk)", _create(models.TemporaryAccessCode)),
 ]
 
 
