@@ -59,11 +59,7 @@ def revoke_temporary_code():
 
 def _act(action):
     """Run ``action`` on the form's account; the panel again (htmx) or the whole 用户支持 page."""
-    account = request.form.get("account", "")
-    try:
-        user = accounts.get(account)
-    except DomainError as exc:
-        return users._support(account, error=exc.message, status=exc.status)
+    user = accounts.get(request.form.get("account", ""))  # unknown: the error page (htmx: the flash)
     try:
         context, status = action(user), 200
     except DomainError as exc:
