@@ -55,8 +55,8 @@ _EVENTS = {
     "token_import": _l("导入动态口令"),
     "token_assigned": _l("分配动态口令"),
     "token_unassigned": _l("收回动态口令"),
-    "temporary_code_issued": _l("签发临时访问码"),
-    "temporary_code_used": _l("使用临时访问码"),
+    "temporary_code_issued": _l("临时访问码已签发"),
+    "temporary_code_used": _l("临时访问码已使用"),
     "temporary_code_revoked": _l("作废临时访问码"),
 }
 # Codes built from a ticket's or a verification's purpose: (prefix, suffix) → label with %(purpose)s.
