@@ -169,3 +169,16 @@ def test_issue_and_use_are_noticed_by_mail(app, user, totp_secret, helpdesk):
     subjects = [row.subject for row in MailOutbox.select().where(MailOutbox.recipient == user.account)]
     assert any("签发了一个临时访问码" in s for s in subjects), subjects
     assert any("使用临时访问码通过了二次验证" in s for s in subjects), subjects
+
+
+def test_a_temporary_code_session_cannot_become_full_without_binding(user, totp_secret, helpdesk):
+    from portal.services import login
+
+    login_session = pending_session(user)
+    temporary_access.sign_in(login_session, issue(user, helpdesk).code, CLIENT)
+    with pytest.raises(NotAllowed):  # the lost 第三方 OTP is still bound: no proof of this session
+        login.finish_forced_binding(login_session, CLIENT)
+    assert LoginSession.get_by_id(login_session.id).stage == sessions.BINDING
+    sessions.mark_verified(login_session, "totp")  # what binding or changing a factor in it does
+    assert login.finish_forced_binding(login_session, CLIENT)
+    assert LoginSession.get_by_id(login_session.id).stage == sessions.FULL

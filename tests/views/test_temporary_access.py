@@ -156,6 +156,7 @@ def test_a_temporary_code_leads_to_binding_only(app, browser, lost, desk):
     assert browser.cookie(SESSION_COOKIE) != half  # a new session id
     page = text(browser.get(PAGE))
     assert "您已使用临时访问码完成本次验证" in page and "/totp/change-by-temporary-code" in page
+    assert "生成备用码" not in page and "/totp/unbind" not in page  # links that lead nowhere yet
     for path in ("/", "/settings/security/app-passwords", "/admin", "/settings/security/2fa/totp/unbind"):
         assert location(browser.get(path)) == PAGE, path  # invariant 1: the binding pages only
     assert "已绑定" in text(browser.get(BIND, htmx=True))  # 绑定 the lost one again: only by 修改
@@ -236,3 +237,8 @@ def test_forced_users_listed_by_policy_also_bind_after_a_code(browser, lost, des
     code = issued_code(issue(desk, lost.account))
     assert location(tap_login(browser, lost.account, code)) == PAGE
     assert location(browser.get("/")) == PAGE
+
+
+def test_an_unknown_account_without_javascript_gets_the_error_page(desk):
+    response = desk.post(ISSUE, {"account": "nobody@mail.xamd.edu.cn", "reason": "x"})
+    assert response.status_code == 404 and "账号不存在" in text(response)
