@@ -479,6 +479,20 @@ class SeenSignIn(BaseModel):
         indexes = ((("user", "kind", "value"), True),)
 
 
+class TemporaryAccessCode(BaseModel):
+    """临时访问码: issued by the helpdesk for a user who lost the phone; passes the second step once (then
+    the user must bind a factor). Only its HMAC is stored; a new one revokes the unused one before it."""
+
+    user = pw.ForeignKeyField(User, on_delete="CASCADE")
+    code_hash = pw.CharField(max_length=64, unique=True)
+    issued_by = pw.CharField(max_length=254, default="")  # the staff account that issued it
+    reason = pw.CharField(max_length=200, default="")  # why (a ticket number)
+    created_at = pw.DateTimeField(default=utcnow)
+    expires_at = pw.DateTimeField(index=True)
+    used_at = pw.DateTimeField(null=True)
+    revoked_at = pw.DateTimeField(null=True)
+
+
 ALL_MODELS = [
     SchemaVersion,
     User,
@@ -508,4 +522,5 @@ ALL_MODELS = [
     MailOutbox,
     MailLoginCount,
     SeenSignIn,
+    TemporaryAccessCode,
 ]

@@ -56,6 +56,9 @@ _EVENTS = {
     "token_assigned": _l("分配动态口令"),
     "token_unassigned": _l("收回动态口令"),
     "audit_exported": _l("导出审计日志"),
+    "temporary_code_issued": _l("临时访问码已签发"),
+    "temporary_code_used": _l("临时访问码已使用"),
+    "temporary_code_revoked": _l("作废临时访问码"),
 }
 # Codes built from a ticket's or a verification's purpose: (prefix, suffix) → label with %(purpose)s.
 _PURPOSES = {
@@ -75,6 +78,7 @@ _PATTERNS = {
     ("wechat_", "_denied"): (_l("微信拒绝%(purpose)s"), TICKETS),
     ("", "_verify"): (_l("%(purpose)s:验证码"), ("login", "unbind", "change", "verify")),
 }
+_TEMPORARY = _l("临时访问码")
 _OUTCOMES = {
     "ok": _l("成功"),
     "fail": _l("失败"),
@@ -108,6 +112,8 @@ def method(code: str) -> str:
 
     if code == recovery.KEY:
         return str(recovery.LABEL)
+    if code == "temporary":  # portal.services.temporary_access.KEY (it imports the audit trail)
+        return str(_TEMPORARY)
     found = METHODS.get(code)
     return str(found.label) if found else code
 

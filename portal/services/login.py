@@ -9,7 +9,18 @@ from flask_babel import gettext as _
 from portal import directory
 from portal.db import db
 from portal.models import LoginSession, User, utcnow
-from portal.services import accounts, audit, factors, new_sign_ins, passwords, policy, sessions, throttle, trust
+from portal.services import (
+    accounts,
+    audit,
+    factors,
+    new_sign_ins,
+    passwords,
+    policy,
+    sessions,
+    temporary_access,
+    throttle,
+    trust,
+)
 from portal.services.client import Client
 from portal.services.errors import Conflict, InvalidCredentials, NotAllowed
 from portal.timezone import local_clock
@@ -90,6 +101,8 @@ def second_step(session: LoginSession, method: str, raw_code: str | None, trust_
     """Verify the second factor; the session becomes full under a new id."""
     if session.stage != sessions.SECOND_FACTOR:
         raise Conflict(_("无需二次验证"), code="not_pending")
+    if method == temporary_access.KEY:  # 使用临时访问码: passes this step once, then the user must bind
+        return Step(temporary_access.sign_in(session, raw_code, client), sessions.BINDING)
     method = factors.verify(session.user, method, raw_code, client, "login", session)
     with db.atomic():
         token = sessions.advance(session, sessions.SECOND_FACTOR, sessions.FULL, method)
@@ -111,11 +124,15 @@ def complete_by_scan(session: LoginSession, ticket, client: Client) -> Step:
 
 
 def finish_forced_binding(session: LoginSession, client: Client) -> str | None:
-    """After a forced user binds a factor, the session becomes full (new id); else None."""
+    """After a forced user binds a factor, the session becomes full (new id); else None.
+
+    A session that came in by a temporary code must have bound or changed a factor itself: the lost
+    one being bound is no proof (binding marks the session verified by the new factor).
+    """
     if session.stage != sessions.BINDING:
         return None
     usable = factors.choices(session.user)
-    if not usable:
+    if not usable or temporary_access.awaiting_new_factor(session):
         raise NotAllowed(_("请先完成绑定"))
     token = sessions.advance(session, sessions.BINDING, sessions.FULL, usable[0].key)  # binding it proved it
     audit.record("login_complete", user=session.user, client=client, detail="after forced binding")

@@ -31,6 +31,8 @@ NOTICES = {
     ("app_password_created", "ok"): _l("您的帐号创建了客户端专用密码"),
     ("trusted_device_added", "ok"): _l("您的帐号新增了信任设备(此设备登录时免二次验证)"),
     ("recovery_code_used", "ok"): _l("您的帐号使用了一个备用码登录"),
+    ("temporary_code_issued", "ok"): _l("网络信息化中心为您的帐号签发了一个临时访问码"),
+    ("temporary_code_used", "ok"): _l("您的帐号使用临时访问码通过了二次验证"),
     ("locked_out", "locked"): _l("您的帐号因多次验证失败被暂时锁定"),
     ("2fa_reset", "ok"): _l("您的帐号的二次验证已被管理员重置"),
     ("password_changed", "ok"): _l("您的帐号的密码已修改"),

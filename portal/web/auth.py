@@ -7,7 +7,7 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
 from portal.oidc import clients
-from portal.services import approvals, factors, login, tickets, trust
+from portal.services import approvals, factors, login, temporary_access, tickets, trust
 from portal.services.errors import DomainError
 from portal.web import continuation, guard, verify_dialog
 from portal.web.render import is_htmx, redirect_to, scan_status
@@ -126,11 +126,13 @@ def continue_after_login():
 
 def _verify_page(method: str | None = None, error: str | None = None, status: int = 200, mode: str | None = None):
     usable = {m.key: m for m in factors.choices(g.user)}
+    if temporary_access.offered(g.user):  # 使用临时访问码, issued by the helpdesk
+        usable[temporary_access.KEY] = temporary_access.TEMPORARY
     if not usable:  # the factor was removed meanwhile (e.g. unbound from another browser)
         error = _("该账号已没有可用的验证方式,请返回登录页重新登录")
         return render_template("auth/verify.html", method=None, choices=[], error=error, trust_days=0), status
     method = method if method in usable else request.args.get("method", "")
-    method = method if method in usable else approvals.preferred(list(usable), g.user.default_method)
+    method = method if method in usable else approvals.preferred(_factors(usable), g.user.default_method)
     # Only a page visit asks the phone; a refused code shows the code form again.
     mode = mode if mode is not None else (request.args.get("mode", "") if request.method == "GET" else "code")
     challenge = approvals.challenge(g.login, g.user, method, mode, g.client)
@@ -140,11 +142,17 @@ def _verify_page(method: str | None = None, error: str | None = None, status: in
         choices=list(usable.values()),
         challenge=challenge,
         error=error or challenge.error or login.lock_notice(g.user, g.client) or _notice(),
-        trust_days=int(trust.lifetime().days) if trust.allowed(g.user) else 0,
+        trust_days=int(trust.lifetime().days) if trust.allowed(g.user) and method in _factors(usable) else 0,
+        temporary=temporary_access.KEY in usable,
         poll=url_for("auth.verify_scan_poll", ticket_id=challenge.new.ticket.id) if challenge.new else None,
         extra=usable[method].challenge_context(g.login, g.user),
         links=verify_dialog.Links("auth", field="method"),
     ), status
+
+
+def _factors(usable: dict) -> list[str]:
+    """The methods a login opens with by itself: a temporary code only when chosen (or the only way)."""
+    return [key for key in usable if key != temporary_access.KEY] or list(usable)
 
 
 def _notice() -> str | None:

@@ -6,7 +6,7 @@ from flask import Blueprint, g, request, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
-from portal.services import approvals, factors, sessions
+from portal.services import approvals, factors, sessions, temporary_access
 from portal.services.errors import DomainError, NotFound
 from portal.services.factors import METHODS, recovery
 from portal.services.step_up import StepUpRequired
@@ -69,6 +69,19 @@ def _bind_step(method: str, step, reopen: bool = True):
     if isinstance(outcome, factors.Bound):
         return _bound(outcome.token)
     return _bind_dialog(outcome)
+
+
+@bp.post("/<method>/change-by-temporary-code")
+@guard.binding_ok
+def change_by_temporary_code(method: str):
+    """修改 the lost factor after a login by 临时访问码: the code was the verification; the bind dialog next."""
+    factors.method(method)  # an unknown one: 404
+    try:
+        temporary_access.authorize_change(g.login, g.user, method, g.client)
+        next_step = factors.begin_bind(g.login, g.user, method, g.client)
+    except DomainError as exc:
+        return _render("dialog", dialog=MESSAGE, error=exc.message)
+    return _bind_dialog(next_step)
 
 
 @bp.post("/default")
@@ -217,5 +230,6 @@ def _render(block: str, trigger: str | None = None, status: int = 200, **context
         defaults=factors.default_choices(g.user),
         recovery_left=recovery.remaining(g.user),
         forced_banner=g.login.stage == sessions.BINDING,
+        temporary_session=temporary_access.in_session(g.login),
         **context,
     )

@@ -24,6 +24,7 @@ from portal.services import (
     outbox,
     security_keys,
     sessions,
+    temporary_access,
     tickets,
     trust,
 )
@@ -233,10 +234,20 @@ def test_sign_in_from_a_new_place_and_a_new_device(mail, user):
         assert "IP:113.108.81.189" in body and "地点:广东省 深圳市" in body and "浏览器:Chrome 120" in body
 
 
+def test_temporary_code_issued_and_used(mail, user, totp_secret):
+    desk = accounts.set_role(accounts.create("desk@mail.xamd.edu.cn", PASSWORD).account, "helpdesk", by=None)
+    code = temporary_access.issue(user, desk, "工单 #7", None, CLIENT).code
+    assert_notice(mail.drained(), "【邮箱安全】网络信息化中心为您的帐号签发了一个临时访问码")
+    before = len(mail.drained())
+    temporary_access.sign_in(sessions.resolve(sessions.start(user, sessions.SECOND_FACTOR, CLIENT)), code, CLIENT)
+    assert_notice(mail.drained()[before:], "【邮箱安全】您的帐号使用临时访问码通过了二次验证")
+
+
 def test_every_notice_is_covered_here():
     covered = {"factor_bound", "factor_changed", "factor_unbound", "security_key_added", "security_key_removed"}
     covered |= {"app_password_created", "trusted_device_added", "recovery_code_used", "locked_out", "2fa_reset"}
     covered |= {"password_changed", "sign_in_new_device", "sign_in_new_place", notices.ANY}
+    covered |= {"temporary_code_issued", "temporary_code_used"}
     assert {event for event, _ in notices.NOTICES} == covered
 
 

@@ -47,6 +47,7 @@ BINDING = {
     "security.bind_submit",
     "security.bind_send",
     "security.scan_poll",
+    "security.change_by_temporary_code",  # 修改 after a 临时访问码 login; refused (a message) in any other session
 }
 
 # Plausible values for URL parameters by name; any other parameter gets one by converter.
