@@ -125,6 +125,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[], None]]] = [
         _create(models.SeenSignIn),
     ),
     (19, "console roles: admin, helpdesk, auditor (was: is_admin)", _console_roles),
+    (23, "稍后绑定: how many times an account put off a forced binding", lambda: _add_missing_columns(models.User)),
 ]
 
 

@@ -71,4 +71,4 @@ def _console():
     return {"admin_nav": nav_entries, "role_label": roles.label}
 
 
-from portal.web.admin import reports, users  # noqa: E402,F401  (their views register on bp)
+from portal.web.admin import policy, reports, users  # noqa: E402,F401  (their views register on bp)
