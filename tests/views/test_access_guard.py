@@ -47,6 +47,7 @@ BINDING = {
     "security.bind_submit",
     "security.bind_send",
     "security.scan_poll",
+    "security.bind_later_post",  # 稍后绑定: lets in only with the policy's snoozes left (test_bind_later)
 }
 
 # Plausible values for URL parameters by name; any other parameter gets one by converter.
