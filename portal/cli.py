@@ -198,17 +198,21 @@ def user_policy(account: str, methods: str | None, force: bool | None) -> None:
 @policy_cli.command("show")
 def policy_show() -> None:
     """Print the global policy."""
-    for key in policy.DEFAULTS:
+    for key in policy.KEYS:
         click.echo(f"{key}={_run(lambda key=key: policy.get(key))}")
 
 
 @policy_cli.command("set")
-@click.argument("key", type=click.Choice(list(policy.DEFAULTS)))
+@click.argument("key", type=click.Choice(list(policy.KEYS)))
 @click.argument("value")
 def policy_set(key: str, value: str) -> None:
-    """Set force_2fa (off|all|listed), enabled_methods (e.g. app,wechat,totp), mail_requires_app_password
-    (on|off), trusted_networks (CIDRs whose logins skip the second step, e.g. 10.0.0.0/8; '' for none),
-    campus_networks ('10.0.0.0/8 校园网; 10.20.0.0/16 图书馆': places on 登录记录) or risk_step_up (on|off)."""
+    """Set force_2fa (off|all|listed), force_2fa_deadline (YYYY-MM-DD, Beijing time; '' for none),
+    force_2fa_snoozes (0-20: times a forced user may choose 稍后绑定), enabled_methods / admin_methods (e.g.
+    app,wechat,totp), mail_requires_app_password (on|off), trusted_networks (CIDRs whose logins skip the second
+    step, e.g. 10.0.0.0/8; '' for none), campus_networks ('10.0.0.0/8 校园网; 10.20.0.0/16 图书馆': places on
+    登录记录), risk_step_up (on|off), trusted_device_days (1-90), lockout_account_failures (3-50; at most 100
+    failures per account per hour), lockout_ip_failures (at least the account's), lockout_window_minutes (5-60),
+    step_up_minutes (1-60) or support_contact (text). Audited as policy_changed (old -> new)."""
     _run(lambda: policy.set_value(key, value))
     click.echo(f"{key}={_run(lambda: policy.get(key))}")
 

@@ -148,6 +148,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[], None]]] = [
     (19, "console roles: admin, helpdesk, auditor (was: is_admin)", _console_roles),
     (21, "审计日志 search: composite indexes for its filters, in page order", _audit_search_indexes),
     (22, "临时访问码 (temporary access codes issued by the helpdesk)", _create(models.TemporaryAccessCode)),
+    (23, "稍后绑定: how many times an account put off a forced binding", lambda: _add_missing_columns(models.User)),
 ]
 
 

@@ -35,6 +35,7 @@ class User(BaseModel):
     extra_methods = pw.CharField(max_length=100, default="")
     default_method = pw.CharField(max_length=16, default="")  # 默认验证方式; "" = the recommended order
     language = pw.CharField(max_length=8, default="")  # "zh_CN", "en"; "" = the browser's (portal.i18n)
+    bind_snoozes_used = pw.IntegerField(default=0)  # 稍后绑定 chosen so far (policy force_2fa_snoozes)
     password_changed_at = pw.DateTimeField(default=utcnow)
     created_at = pw.DateTimeField(default=utcnow)
 

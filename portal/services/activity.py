@@ -130,6 +130,7 @@ def _completed_by(event: AuditEvent) -> str:
         "trusted device": _("信任设备"),
         "trusted_network": _("可信网络"),
         "after forced binding": _("绑定后登录"),
+        "binding snoozed": _("稍后绑定"),
     }.get(event.detail, _("密码"))
 
 

@@ -52,6 +52,8 @@ _EVENTS = {
     "user_enabled": _l("启用账号"),
     "user_policy_changed": _l("修改用户策略"),
     "user_role_changed": _l("修改角色"),
+    "policy_changed": _l("修改策略"),
+    "binding_snoozed": _l("稍后绑定"),
     "token_import": _l("导入动态口令"),
     "token_assigned": _l("分配动态口令"),
     "token_unassigned": _l("收回动态口令"),

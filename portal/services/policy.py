@@ -1,25 +1,37 @@
-"""Admin policy: which methods are offered, and who must bind a second factor."""
+"""Admin policy (/admin/policy, ``flask policy set``): which methods are offered, who must bind a second
+factor and by when, trusted networks and devices, lockout thresholds, the step-up window, the support contact.
+
+Stored in the Setting table and read from it each time, so a change applies on every worker at once;
+keys in FROM_CONFIG fall back to their deployment setting. The form of each value: policy_values.
+"""
 
 from __future__ import annotations
 
 import ipaddress
 
+import peewee
+from flask import current_app
+from flask_babel import gettext as _
+
+from portal.db import db
 from portal.models import Setting, User
+from portal.services import audit, policy_values
+from portal.services.client import Client
 from portal.services.errors import InvalidInput
 
-FORCE_MODES = ("off", "all", "listed")
 # The policy keys of DESIGN.md §5; one whose method module is not in this release is accepted (so a
 # policy can be set ahead of an upgrade) and offered to nobody.
 CONTRACT_KEYS = ("app", "wechat", "totp", "email", "sms", "token", "webauthn")
+FORCE_MODES, ON_OFF = policy_values.FORCE_MODES, policy_values.ON_OFF
 
-
-ON_OFF = ("off", "on")
 # mail_requires_app_password=on: IMAP/POP3/SMTP take only app passwords, also from users with no factor.
 # trusted_networks: CIDRs whose logins skip the second step (never for admins); "" = none.
 # campus_networks: "CIDR label" lines (e.g. "10.0.0.0/8 校园网") naming places on 登录记录 before the IP database.
 # risk_step_up=on: a login from a new place (province, or country abroad) asks the second step even on a
 # trusted device (admins always get it, whatever this says).
 # admin_methods: the only methods admins may bind and use (e.g. webauthn: security keys); "" = any.
+# force_2fa_deadline: a date (Beijing time) until whose end a forced user may still choose 稍后绑定; "" = none.
+# force_2fa_snoozes: how many times a forced user may choose 稍后绑定 (0 = never).
 DEFAULTS = {
     "force_2fa": "off",
     "enabled_methods": "app,wechat",
@@ -28,35 +40,108 @@ DEFAULTS = {
     "admin_methods": "",
     "campus_networks": "",
     "risk_step_up": "off",
+    "force_2fa_deadline": "",
+    "force_2fa_snoozes": "0",
 }
+# Keys whose default is a deployment setting (portal.config, PORTAL_*): a policy row overrides it.
+FROM_CONFIG = {
+    "trusted_device_days": "TRUSTED_DEVICE_DAYS",
+    "lockout_account_failures": "THROTTLE_ACCOUNT_FAILURES",
+    "lockout_ip_failures": "THROTTLE_IP_FAILURES",
+    "lockout_window_minutes": "THROTTLE_WINDOW_MINUTES",
+    "step_up_minutes": "STEP_UP_MINUTES",
+    "support_contact": "SUPPORT_CONTACT",
+}
+KEYS = (*DEFAULTS, *FROM_CONFIG)
 # A trusted network wider than this would switch the second step off for a large part of the Internet.
 WIDEST_PREFIX = {4: 8, 6: 32}
 
 
+class PolicyInvalid(InvalidInput):
+    """Some values were refused; nothing was stored. ``errors``: key -> message for that field."""
+
+    def __init__(self, errors: dict[str, str]):
+        super().__init__(_("策略未保存:请更正标出的项目"))
+        self.errors = errors
+
+
 def get(key: str) -> str:
+    """The value in force (read from the database each time: a change applies on every worker at once)."""
     row = Setting.get_or_none(Setting.key == key)
-    return row.value if row else DEFAULTS[key]
+    return row.value if row else _default(key)
 
 
-def set_value(key: str, value: str) -> None:
-    """Store one policy setting after validating it."""
-    if key not in DEFAULTS:
-        raise InvalidInput(f"unknown policy {key!r}; known: {', '.join(DEFAULTS)}")
-    if key == "force_2fa" and value not in FORCE_MODES:
-        raise InvalidInput(f"force_2fa must be one of {', '.join(FORCE_MODES)}")
-    if key in ("enabled_methods", "admin_methods"):
-        value = ",".join(parse_methods(value))
-    if key == "mail_requires_app_password" and value not in ON_OFF:
-        raise InvalidInput("mail_requires_app_password must be on or off")
-    if key == "trusted_networks":
-        value = ",".join(str(network) for network in parse_networks(value))
-    if key == "risk_step_up" and value not in ON_OFF:
-        raise InvalidInput("risk_step_up must be on or off")
-    if key == "campus_networks":
-        value = "; ".join(f"{network} {label}".strip() for network, label in parse_campus_networks(value))
-    Setting.insert(key=key, value=value).on_conflict(
-        conflict_target=[Setting.key], update={Setting.value: value}
-    ).execute()
+def number(key: str) -> int:
+    """A whole-number policy: trusted_device_days, lockout_*, step_up_minutes, force_2fa_snoozes."""
+    return int(get(key))
+
+
+def support_contact() -> str:
+    """Whom users are told to contact: the policy, else PORTAL_SUPPORT_CONTACT (else the default, translated).
+
+    Every page shows it, error pages too: with the database unreachable, the deployment's setting.
+    """
+    try:
+        return get("support_contact")
+    except peewee.PeeweeException:
+        return _default("support_contact")
+
+
+def current() -> dict[str, str]:
+    """Every key's value in force, in one query."""
+    rows = {row.key: row.value for row in Setting.select().where(Setting.key.in_(KEYS))}
+    return {key: rows[key] if key in rows else _default(key) for key in KEYS}
+
+
+def _default(key: str) -> str:
+    if key in FROM_CONFIG:
+        return str(current_app.config[FROM_CONFIG[key]])
+    return DEFAULTS[key]
+
+
+def set_value(key: str, value: str, by: User | None = None, client: Client | None = None) -> None:
+    """Store one policy setting after validating it (the command line: ``policy set``)."""
+    if key not in KEYS:
+        raise InvalidInput(f"unknown policy {key!r}; known: {', '.join(KEYS)}")
+    try:
+        update({key: value}, by=by, client=client)
+    except PolicyInvalid as exc:
+        raise InvalidInput("; ".join(exc.errors.values())) from exc
+
+
+def update(changes: dict[str, str], by: User | None = None, client: Client | None = None) -> list[str]:
+    """Validate and store ``changes`` all together or not at all; one audit row per key whose value changed.
+
+    Returns the changed keys. Raises PolicyInvalid (per-key messages) when any value is refused.
+    """
+    unknown = [key for key in changes if key not in KEYS]
+    if unknown:
+        raise PolicyInvalid({key: _("未知的策略项:%(key)s", key=key) for key in unknown})
+    old, errors, new = current(), {}, {}
+    for key, raw in changes.items():
+        try:
+            value = policy_values.normalize(key, raw, old[key])
+        except InvalidInput as exc:
+            errors[key] = str(exc.message)
+            continue
+        if value != old[key]:
+            new[key] = value
+    for key, message in policy_values.cross_errors({**old, **new}, set(new)).items():
+        errors.setdefault(key, message)
+    if errors:
+        raise PolicyInvalid(errors)
+    with db.atomic():
+        for key, value in new.items():
+            Setting.insert(key=key, value=value).on_conflict(
+                conflict_target=[Setting.key], update={Setting.value: value}
+            ).execute()
+            detail = f"{key}: {_shown(old[key])} -> {_shown(value)}" + (f"; by {by.account}" if by else "")
+            audit.record("policy_changed", client=client, detail=detail)
+    return list(new)
+
+
+def _shown(value: str) -> str:
+    return value if value else '""'
 
 
 def parse_methods(raw: str) -> list[str]:
@@ -66,7 +151,9 @@ def parse_methods(raw: str) -> list[str]:
     methods = [m.strip() for m in raw.split(",") if m.strip()]
     unknown = [m for m in methods if m not in known]
     if unknown:
-        raise InvalidInput(f"unknown methods: {', '.join(unknown)}; known: {', '.join(known)}")
+        raise InvalidInput(
+            _("未知的验证方式:%(unknown)s(可用:%(known)s)", unknown=", ".join(unknown), known=", ".join(known))
+        )
     return methods
 
 
@@ -92,10 +179,12 @@ def parse_networks(raw: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Netwo
         try:
             network = ipaddress.ip_network(part)
         except ValueError as exc:
-            raise InvalidInput(f"trusted_networks: {exc}") from exc
+            raise InvalidInput(_("不是有效的网段(CIDR,主机位须为 0):%(value)s", value=part)) from exc
         if network.prefixlen < WIDEST_PREFIX[network.version]:
             widest = WIDEST_PREFIX[network.version]
-            raise InvalidInput(f"trusted_networks: {part} is too wide (at most /{widest} for IPv{network.version})")
+            raise InvalidInput(
+                _("网段 %(value)s 范围过大(IPv%(v)s 最大为 /%(widest)s)", value=part, v=network.version, widest=widest)
+            )
         networks.append(network)
     return networks
 
@@ -108,7 +197,7 @@ def parse_campus_networks(raw: str) -> list[tuple[ipaddress.IPv4Network | ipaddr
         try:
             network = ipaddress.ip_network(cidr, strict=False)
         except ValueError as exc:
-            raise InvalidInput(f"campus_networks: {exc}") from exc
+            raise InvalidInput(_("不是有效的网段(CIDR):%(value)s", value=cidr)) from exc
         entries.append((network, label.strip()))
     return entries
 

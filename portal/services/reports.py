@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import peewee as pw
-from flask import current_app
 from flask_babel import lazy_gettext as _l
 
 from portal.models import AppPassword, AuditEvent, Factor, ThrottleCounter, User, utcnow
@@ -91,7 +90,7 @@ def lockouts(now: datetime | None = None) -> list[Lockout]:
     """Counters at their limit in the current window: who cannot log in now, and until when."""
     now = now or utcnow()
     window, retry_after = throttle.current_window(now)
-    limits = {"acct": current_app.config["THROTTLE_ACCOUNT_FAILURES"], "ip": current_app.config["THROTTLE_IP_FAILURES"]}
+    limits = dict(zip(("acct", "ip"), throttle.failure_limits(), strict=True))
     rows = ThrottleCounter.select().where(ThrottleCounter.window_start == window).order_by(ThrottleCounter.key)
     until = now + timedelta(seconds=retry_after)
     return [

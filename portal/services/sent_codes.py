@@ -15,7 +15,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
-from flask import current_app
 from flask_babel import gettext as _
 
 from portal import crypto, i18n
@@ -49,10 +48,7 @@ def send(session: LoginSession, user: User, channel: Channel, purpose: str, addr
     if last is not None and last.created_at > utcnow() - RESEND_AFTER:
         wait = int((last.created_at + RESEND_AFTER - utcnow()).total_seconds()) + 1
         raise Throttled(_("验证码已发送,如未收到请 %(wait)s 秒后重新发送", wait=wait), retry_after=wait)
-    per_account, per_ip = (
-        int(current_app.config["THROTTLE_ACCOUNT_FAILURES"]),
-        int(current_app.config["THROTTLE_IP_FAILURES"]),
-    )
+    per_account, per_ip = throttle.failure_limits()
     throttle.spend(f"{channel.method}code", user.account, client.ip, per_account, per_ip, what=channel.what)
     code, salt = f"{secrets.randbelow(10**6):06d}", secrets.token_hex(8)
     MailedCode.delete().where(_of(session, channel, purpose)).execute()

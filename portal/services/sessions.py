@@ -16,6 +16,7 @@ from flask_babel import gettext as _
 
 from portal import crypto
 from portal.models import LoginSession, User, utcnow
+from portal.services import policy
 from portal.services.client import Client
 from portal.services.errors import Conflict
 
@@ -89,16 +90,22 @@ def _end_reason(session: LoginSession, now: datetime) -> str:
     return ""
 
 
-def advance(session: LoginSession, from_stage: str, to_stage: str, method: str) -> str:
+def advance(session: LoginSession, from_stage: str, to_stage: str, method: str, proved: bool = True) -> str:
     """Move to the next stage under a new token; only one concurrent caller can win.
 
-    Every step that completes a login proved a second factor, ``method`` (a trusted device skips ``advance``).
+    Every step that completes a login proved a second factor, ``method`` (a trusted device skips ``advance``),
+    except 稍后绑定 (``proved=False``: a user with no factor, who has proved none).
     """
     token = crypto.new_token()
     now = utcnow()
+    verified_at = now if proved else session.verified_at
     changed = (
         LoginSession.update(
-            token_hash=crypto.token_hash(token), stage=to_stage, last_seen_at=now, verified_at=now, second_step=method
+            token_hash=crypto.token_hash(token),
+            stage=to_stage,
+            last_seen_at=now,
+            verified_at=verified_at,
+            second_step=method,
         )
         .where(
             (LoginSession.id == session.id)
@@ -110,7 +117,7 @@ def advance(session: LoginSession, from_stage: str, to_stage: str, method: str) 
     )
     if changed != 1:
         raise Conflict(_("登录状态已变化,请重新登录"), code="session_changed")
-    session.token_hash, session.stage, session.verified_at = crypto.token_hash(token), to_stage, now
+    session.token_hash, session.stage, session.verified_at = crypto.token_hash(token), to_stage, verified_at
     session.second_step = method
     return token
 
@@ -127,7 +134,7 @@ def mark_verified(session: LoginSession, method: str) -> None:
 
 def freshly_verified(session: LoginSession) -> bool:
     """Proved a second factor within PORTAL_STEP_UP_MINUTES (a trusted-device login never has)."""
-    window = timedelta(minutes=int(current_app.config["STEP_UP_MINUTES"]))
+    window = timedelta(minutes=policy.number("step_up_minutes"))
     return session.verified_at is not None and utcnow() - session.verified_at < window
 
 

@@ -16,12 +16,11 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from flask import current_app
 from flask_babel import gettext as _
 from flask_babel import ngettext
 
 from portal.models import ThrottleCounter, User, utcnow
-from portal.services import audit
+from portal.services import audit, policy
 from portal.services.client import Client
 from portal.services.errors import DomainError, Throttled
 from portal.timezone import local_clock
@@ -85,7 +84,7 @@ def _count(scope: str, key: str, window: datetime) -> int:
 
 def current_window(now: datetime) -> tuple[datetime, int]:
     """Start of the fixed window holding ``now`` and the seconds until it ends."""
-    span = int(current_app.config["THROTTLE_WINDOW_MINUTES"]) * 60
+    span = policy.number("lockout_window_minutes") * 60
     elapsed = int((now - EPOCH).total_seconds())
     start = elapsed - elapsed % span
     return EPOCH + timedelta(seconds=start), start + span - elapsed
@@ -116,16 +115,16 @@ def _reserve(scope: str, limits: list[tuple[str, str, int]], window: datetime) -
     return attempt, ""
 
 
-def _failure_limits() -> tuple[int, int]:
-    config = current_app.config
-    return int(config["THROTTLE_ACCOUNT_FAILURES"]), int(config["THROTTLE_IP_FAILURES"])
+def failure_limits() -> tuple[int, int]:
+    """The lockout thresholds in force (policy lockout_*; PORTAL_THROTTLE_* by default): per account, per IP."""
+    return policy.number("lockout_account_failures"), policy.number("lockout_ip_failures")
 
 
 def begin(scope: str, account: str, ip: str, now: datetime | None = None, user_agent: str = "") -> Attempt:
     """Reserve one failure slot for the account and the IP, or raise Throttled (locked until the window ends)."""
     now = now or utcnow()
     window, retry_after = current_window(now)
-    attempt, full = _reserve(scope, _limits(account, ip, *_failure_limits()), window)
+    attempt, full = _reserve(scope, _limits(account, ip, *failure_limits()), window)
     if full:
         user = User.by_account(account.lower()) if account else None  # so that its owner is told (notices)
         audit.record(
@@ -174,7 +173,7 @@ def locked_until(scope: str, account: str, ip: str, now: datetime | None = None)
     """When the lock on this account or IP ends, if either is at its failure limit now; else None."""
     now = now or utcnow()
     window, retry_after = current_window(now)
-    for kind, key, limit in _limits(account, ip, *_failure_limits()):
+    for kind, key, limit in _limits(account, ip, *failure_limits()):
         if _count(f"{scope}:{kind}", key, window) >= limit:
             return now + timedelta(seconds=retry_after)
     return None

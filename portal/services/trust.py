@@ -4,18 +4,17 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from flask import current_app
 from flask_babel import gettext as _
 
 from portal import crypto
 from portal.models import LoginSession, TrustedDevice, User, utcnow
-from portal.services import audit, step_up
+from portal.services import audit, policy, step_up
 from portal.services.client import Client
 from portal.services.errors import NotFound
 
 
 def lifetime() -> timedelta:
-    return timedelta(days=int(current_app.config["TRUSTED_DEVICE_DAYS"]))
+    return timedelta(days=policy.number("trusted_device_days"))
 
 
 def allowed(user: User) -> bool:

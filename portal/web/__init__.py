@@ -13,7 +13,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from portal import config as config_module
 from portal import json_api, timezone
 from portal.db import UNAVAILABLE_ERRORS
-from portal.services import useragent
+from portal.services import policy, useragent
 from portal.services.errors import DomainError
 from portal.web import (
     account_sessions,
@@ -97,6 +97,7 @@ def init_app(app: Flask) -> None:
     app.jinja_env.filters["localtime"] = timezone.local
     app.jinja_env.filters["device"] = lambda ua: " · ".join(useragent.describe(ua or ""))
     app.jinja_env.globals["qr_svg"] = qr.svg
+    app.jinja_env.globals["support_contact"] = policy.support_contact  # the policy's, read when shown
 
 
 def _refuse_nul_bytes() -> None:

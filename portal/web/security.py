@@ -6,12 +6,12 @@ from flask import Blueprint, g, request, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
-from portal.services import approvals, factors, sessions, temporary_access
+from portal.services import approvals, bind_later, factors, sessions, temporary_access
 from portal.services.errors import DomainError, NotFound
 from portal.services.factors import METHODS, recovery
 from portal.services.step_up import StepUpRequired
-from portal.web import guard, step_up, verify_dialog
-from portal.web.render import is_htmx, page_or_fragment, retarget, scan_status, targets
+from portal.web import continuation, guard, step_up, verify_dialog
+from portal.web.render import is_htmx, page_or_fragment, redirect_to, retarget, scan_status, targets
 
 bp = Blueprint("security", __name__, url_prefix="/settings/security/2fa")
 TEMPLATE = "security/twofa.html"
@@ -200,6 +200,18 @@ def _bind_dialog(pending: factors.Pending | None, error: str | None = None):
     return _render("dialog", dialog=BIND, pending=pending, poll=poll, error=error)
 
 
+@bp.post("/later")
+@guard.binding_ok
+def bind_later_post():
+    """稍后绑定 on the forced-binding page: counted once, then into the mailbox as if not forced this time."""
+    try:
+        token = bind_later.snooze(g.login, g.client)
+    except DomainError as exc:
+        return _render("content", status=exc.status, later_error=exc.message)
+    guard.set_session_cookie(token)
+    return redirect_to(continuation.after_login(sessions.FULL))
+
+
 def _verify_dialog(method: str, action: str, via: str, error: str | None = None, mode: str = "", resend=False):
     """The 解绑 / 修改 verification of ``method`` by ``via`` (push, QR or code)."""
     if method not in factors.bound_methods(g.user):
@@ -231,5 +243,6 @@ def _render(block: str, trigger: str | None = None, status: int = 200, **context
         recovery_left=recovery.remaining(g.user),
         forced_banner=g.login.stage == sessions.BINDING,
         temporary_session=temporary_access.in_session(g.login),
+        later=bind_later.offer(g.user) if g.login.stage == sessions.BINDING else None,
         **context,
     )

@@ -255,6 +255,14 @@ def test_policy_show_and_set(app, cli):
         "admin_methods=",
         "campus_networks=",
         "risk_step_up=off",
+        "force_2fa_deadline=",
+        "force_2fa_snoozes=0",
+        "trusted_device_days=30",
+        "lockout_account_failures=10",
+        "lockout_ip_failures=30",
+        "lockout_window_minutes=15",
+        "step_up_minutes=10",
+        "support_contact=网络信息化中心,电话 85603000 转 8012",
     ]
     result = cli("policy", "set", "force_2fa", "all")
     assert (result.exit_code, result.output.strip()) == (0, "force_2fa=all")
@@ -266,8 +274,19 @@ def test_policy_show_and_set(app, cli):
     result = cli("policy", "set", "mail_requires_app_password", "on")
     assert (result.exit_code, result.output.strip()) == (0, "mail_requires_app_password=on")
     assert cli("policy", "set", "mail_requires_app_password", "yes").exit_code == 1
+    result = cli("policy", "set", "lockout_window_minutes", "30")
+    assert (result.exit_code, result.output.strip()) == (0, "lockout_window_minutes=30")
+    result = cli("policy", "set", "lockout_account_failures", "60")  # beyond 3-50
+    assert result.exit_code == 1 and "3 到 50" in result.output
+    result = cli("policy", "set", "lockout_ip_failures", "5")  # fewer than the account's 10
+    assert result.exit_code == 1 and "不能少于" in result.output
+    result = cli("policy", "set", "force_2fa_snoozes", "3")
+    assert (result.exit_code, result.output.strip()) == (0, "force_2fa_snoozes=3")
     with database(app):
         assert policy.get("force_2fa") == "all"
+        details = [e.detail for e in AuditEvent.select().where(AuditEvent.event == "policy_changed")]
+        assert "force_2fa: off -> all" in details  # a command names nobody
+        assert "lockout_window_minutes: 15 -> 30" in details and len(details) == 5
         assert policy.get("enabled_methods") == "app,wechat,totp"
         assert policy.get("mail_requires_app_password") == "on"
 

@@ -48,6 +48,7 @@ BINDING = {
     "security.bind_send",
     "security.scan_poll",
     "security.change_by_temporary_code",  # 修改 after a 临时访问码 login; refused (a message) in any other session
+    "security.bind_later_post",  # 稍后绑定: lets in only with the policy's snoozes left (test_bind_later)
 }
 
 # Plausible values for URL parameters by name; any other parameter gets one by converter.

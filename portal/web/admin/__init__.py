@@ -71,4 +71,4 @@ def _console():
     return {"admin_nav": nav_entries, "role_label": roles.label}
 
 
-from portal.web.admin import access_codes, audit, reports, users  # noqa: E402,F401  (their views register on bp)
+from portal.web.admin import access_codes, audit, policy, reports, users  # noqa: E402,F401  (views register on bp)
