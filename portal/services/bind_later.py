@@ -14,7 +14,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from flask_babel import gettext as _
 
 from portal.db import db
-from portal.models import LoginSession, User, utcnow
+from portal.models import Factor, LoginSession, User, utcnow
 from portal.services import audit, new_sign_ins, policy, sessions
 from portal.services.client import Client
 from portal.services.errors import Conflict, NotAllowed
@@ -39,8 +39,11 @@ def deadline_end() -> datetime | None:
 
 
 def offer(user: User, now: datetime | None = None) -> Offer | None:
-    """Whether ``user`` (forced, nothing bound) may choose 稍后绑定 now, and how many times more."""
-    if user.is_staff:
+    """Whether ``user`` (forced, nothing bound) may choose 稍后绑定 now, and how many times more.
+
+    Never for staff, nor for an account with a factor bound: its binding session is a 临时访问码 login,
+    which becomes full only by binding (a snooze would make the code a way around the second step)."""
+    if user.is_staff or Factor.select().where(Factor.user == user).exists():
         return None
     left = policy.number("force_2fa_snoozes") - user.bind_snoozes_used
     end = deadline_end()

@@ -242,3 +242,16 @@ def test_forced_users_listed_by_policy_also_bind_after_a_code(browser, lost, des
 def test_an_unknown_account_without_javascript_gets_the_error_page(desk):
     response = desk.post(ISSUE, {"account": "nobody@mail.xamd.edu.cn", "reason": "x"})
     assert response.status_code == 404 and "账号不存在" in text(response)
+
+
+def test_a_temporary_code_session_cannot_put_binding_off(new_browser, ctx, clock, lost):
+    """稍后绑定 is for accounts with nothing bound; a code login must bind (or 修改) to become full."""
+    policy.set_value("force_2fa", "all")
+    policy.set_value("force_2fa_snoozes", "3")
+    code = issued_code(issue(console(new_browser, staff("desk2@mail.xamd.edu.cn", "helpdesk"), clock), lost.account))
+    browser = new_browser()
+    assert location(tap_login(browser, lost.account, code)) == PAGE
+    assert "data-bind-later" not in text(browser.get(PAGE))
+    refused = browser.post(f"{PAGE}/later", {})
+    assert refused.status_code == 403
+    assert location(browser.get("/")) == PAGE  # still only the binding pages
