@@ -18,7 +18,7 @@ from portal.models import AppPassword, AuditEvent, Factor, LoginSession, Trusted
 from portal.oidc import tokens
 from portal.services import accounts, audit, factors, policy, sessions, throttle, trust
 from portal.services.client import Client
-from portal.services.errors import InvalidInput
+from portal.services.errors import InvalidInput, NotAllowed
 from portal.services.reports import LOCK_SCOPES
 
 SEARCH_LIMIT = 20
@@ -144,6 +144,16 @@ def require_reason(raw: str | None) -> str:
     if len(reason) > REASON_MAX:
         raise InvalidInput(_("操作原因最多 %(max)s 个字符", max=REASON_MAX), code="reason_too_long")
     return reason
+
+
+def check_may_act(actor: User | None, account: str) -> None:
+    """Staff accounts (any console role) are acted on by admins only: a helpdesk account cannot disable,
+    reset or sign out an admin (nor another staff member). ``actor`` None: the server's CLI."""
+    from portal.services import roles
+
+    target = User.by_account(accounts.normalize(account))
+    if actor is not None and target is not None and target.is_staff and not roles.allows(actor, roles.ROLE_CHANGE):
+        raise NotAllowed(_("管理后台账号只能由管理员操作"), code="staff_account")
 
 
 def end_sessions(

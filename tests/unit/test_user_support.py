@@ -11,7 +11,7 @@ from portal import crypto
 from portal.models import AuditEvent, Factor, LoginSession, TrustedDevice, utcnow
 from portal.services import accounts, app_passwords, policy, sessions, trust, user_support
 from portal.services.client import Client
-from portal.services.errors import InvalidInput, NotFound
+from portal.services.errors import InvalidInput, NotAllowed, NotFound
 from tests.conftest import PASSWORD
 
 CLIENT = Client(ip="203.0.113.5", user_agent="Mozilla/5.0 (Windows NT 10.0) Chrome/120.0")
@@ -146,3 +146,16 @@ def test_account_services_name_the_admin_and_the_reason(user, admin):
     accounts.set_policy(user.account, force=True, by=admin, client=CLIENT, reason="工单 7")
     assert last("user_policy_changed").detail == "{'force_2fa': True}; by root@mail.xamd.edu.cn; reason: 工单 7"
     assert last("user_policy_changed").ip == CLIENT.ip
+
+
+def test_only_admins_act_on_staff_accounts(user, admin):
+    helpdesk = accounts.create("desk@mail.xamd.edu.cn", PASSWORD)
+    accounts.set_role(helpdesk.account, "helpdesk")
+    helpdesk = accounts.get(helpdesk.account)
+    user_support.check_may_act(helpdesk, user.account)  # an ordinary account: yes
+    user_support.check_may_act(admin, helpdesk.account)
+    user_support.check_may_act(None, admin.account)  # the CLI
+    with pytest.raises(NotAllowed, match="只能由管理员操作"):
+        user_support.check_may_act(helpdesk, admin.account)
+    with pytest.raises(NotAllowed):
+        user_support.check_may_act(helpdesk, helpdesk.account)

@@ -124,6 +124,25 @@ def test_helpdesk_acts_on_accounts_but_cannot_change_roles(helpdesk_browser, use
     assert accounts.get(user.account).role == ""
 
 
+@pytest.mark.parametrize("role", ["admin", "helpdesk", "auditor"])
+def test_helpdesk_cannot_act_on_a_staff_account(helpdesk_browser, role):
+    staff = accounts.create("staff@mail.xamd.edu.cn", PASSWORD)
+    accounts.set_role(staff.account, role)
+    page = helpdesk_browser.get(f"/admin/users?account={staff.account}")
+    assert 'data-field="staff-only"' in text(page) and "data-action=" not in text(page)
+    for action, fields in ACTIONS[:-1]:  # role: refused to helpdesk whatever the account
+        response = act(helpdesk_browser, action, staff.account, **fields)
+        assert response.status_code == 403 and "只能由管理员操作" in text(response), action
+    assert not accounts.get(staff.account).disabled and accounts.get(staff.account).role == role
+
+
+def test_an_admin_acts_on_a_staff_account(admin_browser):
+    staff = accounts.create("staff@mail.xamd.edu.cn", PASSWORD)
+    accounts.set_role(staff.account, "helpdesk")
+    assert 'data-field="staff-only"' not in text(admin_browser.get(f"/admin/users?account={staff.account}"))
+    assert act(admin_browser, "disable", staff.account).status_code == 200 and accounts.get(staff.account).disabled
+
+
 def test_an_admin_sees_the_role_form(admin_browser, user):
     body = text(admin_browser.get("/admin/users?account=" + user.account))
     assert 'data-action="role"' in body and '<option value="none" selected>' in body

@@ -128,6 +128,7 @@ def _act(action, notice: str | None = None):
     account = request.form.get("account", "")
     try:
         reason = support.require_reason(request.form.get("reason"))
+        support.check_may_act(g.user, account)
         answer = action(account, reason)
     except DomainError as exc:
         return _support(account, error=exc.message, status=exc.status)
@@ -145,6 +146,8 @@ def _support(account: str, status: int = 200, **context):
             context.setdefault("error", exc.message)
             status = status if status != 200 else exc.status
     context.setdefault("query", account)
-    context.update(labels=event_labels, can_change_roles=roles.allows(g.user, roles.ROLE_CHANGE))
+    admin = roles.allows(g.user, roles.ROLE_CHANGE)
+    may_act = admin or not (summary and summary.user.is_staff)  # support.check_may_act
+    context.update(labels=event_labels, can_change_roles=admin, may_act=may_act)
     context.update(role_choices=[("none", _("无(普通用户)")), *((key, roles.label(key)) for key in roles.ROLES)])
     return page_or_fragment(USER_TEMPLATE, "support", status, account=account, summary=summary, **context)
