@@ -163,25 +163,28 @@ def user_reset_2fa(account: str, reason: str) -> None:
 
 @user_cli.command("unlock")
 @click.argument("account")
-def user_unlock(account: str) -> None:
+@click.option("--reason", default="", help="why (kept in the audit log)")
+def user_unlock(account: str, reason: str) -> None:
     """Clear failed-attempt lockouts of an account."""
-    _run(lambda: accounts.unlock(account))
+    _run(lambda: accounts.unlock(account, reason=reason))
     click.echo(f"unlocked {accounts.normalize(account)}")
 
 
 @user_cli.command("disable")
 @click.argument("account")
-def user_disable(account: str) -> None:
+@click.option("--reason", default="", help="why (kept in the audit log)")
+def user_disable(account: str, reason: str) -> None:
     """Disable an account and end its sessions."""
-    _run(lambda: accounts.set_disabled(account, True))
+    _run(lambda: accounts.set_disabled(account, True, reason=reason))
     click.echo(f"disabled {accounts.normalize(account)}")
 
 
 @user_cli.command("enable")
 @click.argument("account")
-def user_enable(account: str) -> None:
+@click.option("--reason", default="", help="why (kept in the audit log)")
+def user_enable(account: str, reason: str) -> None:
     """Enable a disabled account."""
-    _run(lambda: accounts.set_disabled(account, False))
+    _run(lambda: accounts.set_disabled(account, False, reason=reason))
     click.echo(f"enabled {accounts.normalize(account)}")
 
 

@@ -191,22 +191,26 @@ def _reason(reason: str) -> str:
     return f"reason: {reason.strip()[:200]}" if reason.strip() else ""
 
 
-def unlock(account: str, by: User | None = None, client: Client | None = None) -> int:
+def unlock(account: str, by: User | None = None, client: Client | None = None, reason: str = "") -> int:
     user = get(account)
     cleared = throttle.unlock(user.account)
-    audit.record("user_unlocked", user=user, client=client, detail=_detail(f"{cleared} counter(s)", _by(by)))
+    detail = _detail(f"{cleared} counter(s)", _by(by), _reason(reason))
+    audit.record("user_unlocked", user=user, client=client, detail=detail)
     return cleared
 
 
-def set_disabled(account: str, disabled: bool, by: User | None = None, client: Client | None = None) -> User:
+def set_disabled(
+    account: str, disabled: bool, by: User | None = None, client: Client | None = None, reason: str = ""
+) -> User:
     user = get(account)
     if by is not None and by.id == user.id and disabled:
-        raise NotAllowed(_("不能停用自己的账号"))
+        raise NotAllowed(_("不能停用自己的账号"), code="own_account")
     with db.atomic():
         User.update(disabled=disabled).where(User.id == user.id).execute()
         if disabled:
             revocation.revoke_access(user, "disabled", client)
-        audit.record("user_disabled" if disabled else "user_enabled", user=user, client=client, detail=_by(by))
+        event = "user_disabled" if disabled else "user_enabled"
+        audit.record(event, user=user, client=client, detail=_detail(_by(by), _reason(reason)))
     return get(account)
 
 
@@ -219,7 +223,14 @@ def _detail(*parts: str) -> str:
     return "; ".join(part for part in parts if part)
 
 
-def set_policy(account: str, methods: str | None = None, force: bool | None = None) -> User:
+def set_policy(
+    account: str,
+    methods: str | None = None,
+    force: bool | None = None,
+    by: User | None = None,
+    client: Client | None = None,
+    reason: str = "",
+) -> User:
     """Per-user policy: extra methods (e.g. totp,email) and listed forced binding."""
     from portal.services import policy
 
@@ -231,7 +242,8 @@ def set_policy(account: str, methods: str | None = None, force: bool | None = No
         changes[User.force_2fa] = force
     if changes:
         User.update(changes).where(User.id == user.id).execute()
-        audit.record("user_policy_changed", user=user, detail=str({f.name: v for f, v in changes.items()}))
+        change = str({f.name: v for f, v in changes.items()})
+        audit.record("user_policy_changed", user=user, client=client, detail=_detail(change, _by(by), _reason(reason)))
     return get(account)
 
 

@@ -42,6 +42,7 @@ _EVENTS = {
     "password_changed": _l("密码已修改"),
     "session_ended_by_user": _l("用户退出一个会话"),
     "other_sessions_ended": _l("退出其他所有设备"),
+    "user_sessions_ended": _l("管理员退出所有会话"),
     "account_secured": _l("保护帐号"),
     "2fa_reset": _l("管理员重置二次验证"),
     "user_created": _l("创建账号"),

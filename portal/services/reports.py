@@ -9,7 +9,7 @@ import peewee as pw
 from flask_babel import lazy_gettext as _l
 
 from portal.models import AppPassword, AuditEvent, Factor, ThrottleCounter, User, utcnow
-from portal.services import accounts, audit, factors, policy, throttle, trust
+from portal.services import factors, policy, throttle
 from portal.services.app_passwords import USE_RECORD_INTERVAL
 
 USE_RECORD_MINUTES = int(USE_RECORD_INTERVAL.total_seconds() // 60)
@@ -104,45 +104,3 @@ def lockouts(now: datetime | None = None) -> list[Lockout]:
 def recent_failures(limit: int = 20) -> list[AuditEvent]:
     """The newest refused logins and codes (any outcome but ok), for the support desk."""
     return list(AuditEvent.select().where(AuditEvent.outcome != "ok").order_by(AuditEvent.id.desc()).limit(limit))
-
-
-SEARCH_LIMIT = 20
-
-
-@dataclass
-class AccountSummary:
-    """What the support desk sees of one account before helping its owner."""
-
-    user: User
-    methods: list[str]  # labels of the bound methods
-    must_bind: bool
-    app_passwords: int
-    trusted_devices: int
-    failures: dict[str, int]  # throttle scope → failures of this account in the current window
-    locks: dict[str, datetime]  # label of a locked scope → when the lock ends
-    events: list[AuditEvent]
-
-
-def account_summary(account: str) -> AccountSummary:
-    user = accounts.get(account)
-    bound = Factor.select(Factor.method).where(Factor.user == user)
-    locks = {label: throttle.locked_until(scope, user.account, "") for scope, label in LOCK_SCOPES.items()}
-    return AccountSummary(
-        user=user,
-        methods=[factors.METHODS[f.method].label for f in bound if f.method in factors.METHODS],
-        must_bind=policy.must_bind(user),
-        app_passwords=AppPassword.select().where(AppPassword.user == user).count(),
-        trusted_devices=len(trust.active(user)),
-        failures={scope: throttle.failures(scope, user.account) for scope in LOCK_SCOPES},
-        locks={label: until for label, until in locks.items() if until is not None},
-        events=audit.recent(15, account=user.account),
-    )
-
-
-def find_accounts(query: str) -> list[User]:
-    """Accounts whose address or name starts with ``query`` (case-insensitive), by address; at most 20."""
-    prefix = query.strip()[:100]
-    if not prefix:
-        return []
-    matches = User.select().where(User.account.startswith(prefix) | User.name.startswith(prefix))  # LIKE, escaped
-    return list(matches.order_by(User.account).limit(SEARCH_LIMIT))

@@ -67,7 +67,8 @@ def active(user: User) -> list[TrustedDevice]:
     )
 
 
-def revoke(user: User, device_id: int, client: Client) -> None:
+def revoke(user: User, device_id: int, client: Client | None, note: str = "") -> None:
+    """Revoke one trusted device of ``user``; ``note`` (e.g. "by <admin>; reason: …") joins the audit detail."""
     changed = (
         TrustedDevice.update(revoked_at=utcnow())
         .where((TrustedDevice.id == device_id) & (TrustedDevice.user == user) & TrustedDevice.revoked_at.is_null())
@@ -75,7 +76,8 @@ def revoke(user: User, device_id: int, client: Client) -> None:
     )
     if not changed:
         raise NotFound(_("该设备不存在或已移除"))
-    audit.record("trusted_device_revoked", user=user, client=client, detail=f"id={device_id}")
+    detail = f"id={device_id}; {note}" if note else f"id={device_id}"
+    audit.record("trusted_device_revoked", user=user, client=client, detail=detail)
 
 
 def clear(session: LoginSession, client: Client) -> int:

@@ -21,6 +21,16 @@
     if (slot) slot.replaceChildren();
   }
 
+  // A panel marked data-swap-errors (用户支持) shows a refused action's answer (4xx) in place: the
+  // answer is the panel again with the error; htmx would otherwise drop it.
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    var target = event.detail.target;
+    if (event.detail.isError && target && target.hasAttribute("data-swap-errors") && event.detail.xhr.status < 500) {
+      event.detail.shouldSwap = true;
+      event.detail.isError = false;
+    }
+  });
+
   document.addEventListener("htmx:afterSwap", function (event) {
     openDialogs(event.detail.target);
   });

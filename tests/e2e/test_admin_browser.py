@@ -51,6 +51,7 @@ def test_admin_unlocks_and_resets_a_user_from_the_reports(live_server, new_page,
     expect(page.get_by_role("heading", name="用户支持")).to_be_visible()
     expect(page.locator("[data-field='failures']")).to_contain_text("密码 3 次")
     page.evaluate("window.__e2eSameDocument = true")
+    action(page, "unlock").get_by_label("原因").fill("工单 #42")
     page.get_by_role("button", name="解除锁定").click()
     expect(page.get_by_role("status").filter(has_text="已解除锁定")).to_be_visible()
     expect(page.locator("[data-field='failures']")).to_contain_text("密码 0 次")
@@ -60,8 +61,10 @@ def test_admin_unlocks_and_resets_a_user_from_the_reports(live_server, new_page,
 
     # 停用账号 asks for confirmation; the status changes in place.
     page.once("dialog", lambda confirm: confirm.accept())
+    action(page, "disable").get_by_label("原因").fill("工单 #43")
     page.get_by_role("button", name="停用账号").click()
     expect(page.locator("[data-field='status']")).to_contain_text("已停用")
+    action(page, "enable").get_by_label("原因").fill("工单 #43")
     page.get_by_role("button", name="启用账号").click()
     expect(page.locator("[data-field='status']")).to_contain_text("正常")
 
@@ -70,3 +73,18 @@ def test_admin_unlocks_and_resets_a_user_from_the_reports(live_server, new_page,
     page.get_by_role("button", name="查找").click()
     expect(page.locator("[data-field='methods']")).to_contain_text("第三方 OTP")
     expect(page.get_by_role("button", name="停用账号")).to_have_count(0)  # not one's own account
+
+    # A refused action (taking one's own admin role) answers 403: the panel shows why, in place.
+    problems.expect_status("/admin/users/role", 403)
+    page.evaluate("window.__e2eSameDocument = true")
+    role = action(page, "role")
+    role.get_by_label("管理后台角色").select_option("none")
+    role.get_by_label("原因").fill("工单 #44")
+    role.get_by_role("button", name="保存").click()
+    expect(page.get_by_role("alert")).to_contain_text("不能取消自己的管理员角色")
+    assert page.evaluate("window.__e2eSameDocument === true"), "the refusal reloaded the page"
+
+
+def action(page, key: str):
+    """One action form of the 用户支持 panel."""
+    return page.locator(f"form[data-action='{key}']")

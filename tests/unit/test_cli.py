@@ -234,6 +234,15 @@ def test_user_disable_and_enable(app, cli, alice):
     assert cli("user", "disable", "nobody@mail.xamd.edu.cn").exit_code == 1
 
 
+def test_unlock_disable_and_enable_keep_an_optional_reason(app, cli, alice):
+    for command in ("unlock", "disable", "enable"):
+        assert cli("user", command, alice, "--reason", f"ticket {command}").exit_code == 0
+    with database(app):
+        for event, command in (("user_unlocked", "unlock"), ("user_disabled", "disable"), ("user_enabled", "enable")):
+            detail = AuditEvent.get(AuditEvent.event == event).detail
+            assert f"reason: ticket {command}" in detail and "by " not in detail  # the server names nobody
+
+
 def test_user_policy(app, cli, alice):
     result = cli("user", "policy", alice, "--methods", "totp", "--force")
     assert result.exit_code == 0, result.output

@@ -8,7 +8,7 @@ import pytest
 
 from portal.models import User, utcnow
 from portal.services import accounts, audit, policy, reports, throttle
-from portal.services.errors import NotFound, Throttled
+from portal.services.errors import Throttled
 from tests.conftest import PASSWORD
 
 
@@ -54,11 +54,6 @@ def test_recent_failures_leave_out_successes(user):
     audit.record("login_password", user=user, outcome="fail")
     audit.record("push", user=user, outcome="not_me")
     assert [e.outcome for e in reports.recent_failures()] == ["not_me", "fail"]
-
-
-def test_account_summary_of_an_unknown_account_is_not_found(ctx):
-    with pytest.raises(NotFound, match="账号不存在"):
-        reports.account_summary("ghost@x.cn")
 
 
 @pytest.mark.parametrize("mode", ["off", "listed", "all"])
