@@ -109,7 +109,7 @@ def test_migration_19_turns_every_admin_into_the_admin_role(ctx, user):
 
     table = User._meta.table_name
     migrator = SchemaMigrator.from_database(db.obj)
-    migrate(migrator.add_column(table, "is_admin", peewee.BooleanField(default=False)))
+    migrate(migrator.add_column(table, "is_admin", peewee.BooleanField(null=True)))
     SchemaVersion.delete().where(SchemaVersion.version == 19).execute()
     User.insert(account="boss@mail.xamd.edu.cn", password_hash="").execute()  # role: still the model's column
     db.execute_sql(f"UPDATE \"{table}\" SET is_admin = %s WHERE account = 'boss@mail.xamd.edu.cn'" % db.param, (True,))
