@@ -80,6 +80,20 @@ def _console_roles() -> None:
         migrate(SchemaMigrator.from_database(db.obj).drop_column(models.User._meta.table_name, "is_admin"))
 
 
+def _report_summaries() -> None:
+    """统计报表 at scale: daily counts of audit events and of adoption, filled from what exists; indexes
+    for the report's rolling 24-hour / 7-day counts by event and outcome."""
+    from portal.services import report_summary  # services import models; migrations load early
+
+    _create(models.AuditDaily, models.AdoptionDaily)()
+    table = models.AuditEvent._meta.table_name
+    for columns in (("event", "outcome", "created_at"), ("outcome", "created_at")):
+        name = "_".join((table, *columns))
+        db.execute_sql(f"CREATE INDEX IF NOT EXISTS {name} ON {table} ({', '.join(columns)})")
+    report_summary.rebuild()
+    report_summary.backfill_adoption()
+
+
 # Append new migrations here; never edit one that has shipped. Tables are created from the
 # current models (safe=True), so later migrations add what older databases lack.
 MIGRATIONS: list[tuple[int, str, Callable[[], None]]] = [
@@ -125,6 +139,11 @@ MIGRATIONS: list[tuple[int, str, Callable[[], None]]] = [
         _create(models.SeenSignIn),
     ),
     (19, "console roles: admin, helpdesk, auditor (was: is_admin)", _console_roles),
+    (
+        20,
+        "统计报表: daily summaries of audit events and adoption; indexes by event/outcome and time",
+        _report_summaries,
+    ),
 ]
 
 
