@@ -15,7 +15,6 @@ from collections.abc import Sequence
 import pygal
 from markupsafe import Markup
 
-SVG = "{http://www.w3.org/2000/svg}"
 WIDTH, HEIGHT = 720, 300
 _OPTIONS = {
     "js": [],
@@ -64,7 +63,7 @@ def _clean(tree: ET.Element, title: str) -> None:
     (several charts share a page); name the chart for screen readers."""
     for parent in tree.iter():
         for child in list(parent):
-            tag = child.tag.removeprefix(SVG) if isinstance(child.tag, str) else ""
+            tag = child.tag if isinstance(child.tag, str) else ""  # pygal's tags carry no namespace
             if tag in ("defs", "script", "style") or "tooltip-overlay" in child.get("class", ""):
                 parent.remove(child)
             elif tag == "title" and parent is tree:
@@ -77,21 +76,21 @@ def _clean(tree: ET.Element, title: str) -> None:
 
 def _add_titles(tree: ET.Element) -> None:
     """A <title> on each bar and dot: its label, series and value (the browser's own tooltip)."""
-    for series in tree.iter(f"{SVG}g"):
+    for series in tree.iter("g"):
         if "series" not in series.get("class", "").split():
             continue
         legend = _legend_name(tree, series)
-        for point in series.iter(f"{SVG}g"):
-            value, label = point.find(f"{SVG}desc[@class='value']"), point.find(f"{SVG}desc[@class='x_label']")
+        for point in series.iter("g"):
+            value, label = point.find("desc[@class='value']"), point.find("desc[@class='x_label']")
             if value is not None and label is not None:
-                ET.SubElement(point, f"{SVG}title").text = f"{label.text} {legend}: {value.text}"
+                ET.SubElement(point, "title").text = f"{label.text} {legend}: {value.text}"
 
 
 def _legend_name(tree: ET.Element, series: ET.Element) -> str:
     colour = next((c for c in series.get("class", "").split() if c.startswith("color-")), "")
-    for legend in tree.iter(f"{SVG}g"):
+    for legend in tree.iter("g"):
         if "legend" in legend.get("class", "").split():
-            box, text = legend.find(f"{SVG}rect"), legend.find(f"{SVG}text")
+            box, text = legend.find("rect"), legend.find("text")
             if box is not None and text is not None and colour in box.get("class", "").split():
                 return text.text or ""
     return ""

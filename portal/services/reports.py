@@ -55,6 +55,12 @@ class Lockout:
     failures: int
     until: datetime
 
+    @property
+    def label(self) -> str:
+        """The scope as the console names it, e.g. 密码(账号)."""
+        kind, _, of = self.scope.partition(":")
+        return f"{LOCK_SCOPES.get(kind, kind)}({_l('账号') if of == 'acct' else 'IP'})"
+
 
 def adoption() -> Adoption:
     enabled = User.select(User.id).where(~User.disabled)

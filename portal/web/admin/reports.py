@@ -62,7 +62,7 @@ def _activity():
 
 def _lockouts():
     header = [_("账号 / IP"), _("类别"), _("失败次数"), _("自动解除时间")]
-    return header, [[lock.key, lock.scope, lock.failures, local(lock.until)] for lock in reports.lockouts()]
+    return header, [[lock.key, lock.label, lock.failures, local(lock.until)] for lock in reports.lockouts()]
 
 
 def _failures():
