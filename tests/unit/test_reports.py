@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime, timedelta
 
 import pytest
@@ -242,9 +243,19 @@ def test_backfill_adoption_follows_binding_dates(user, totp_secret):
 def test_charts_are_svg_without_script_or_style():
     svg = str(charts.bars("每日登录", ["12-01", "12-02"], [("成功", [3, 4]), ("<b>x</b>", [1, 0])]))
     assert svg.startswith("<svg") and 'role="img"' in svg
-    assert "<script" not in svg and "<style" not in svg and "style=" not in svg and " id=" not in svg
+    assert "<script" not in svg and "<style" not in svg and "style=" not in svg
     assert "<title>每日登录</title>" in svg
     assert "<title>12-01 成功: 3</title>" in svg  # the browser's tooltip, no JavaScript
+    assert "<title>12-02 &lt;b&gt;x&lt;/b&gt;: 0</title>" not in svg  # no bar for a zero
     assert "<b>" not in svg and "&lt;b&gt;x&lt;/b&gt;" in svg  # labels escaped
-    line = str(charts.lines("趋势", ["12-01", "12-02"], [("任一方式", [None, 2])]))
+    line = str(charts.lines("趋势", ["12-01", "12-02", "12-03"], [("任一方式", [None, 2, 3])]))
     assert "<script" not in line and "<title>12-02 任一方式: 2</title>" in line
+    assert 'd="M' in line and line.count("<circle") == 2  # the gap has no dot
+
+
+def test_bars_stack_to_scale():
+    svg = str(charts.bars("x", ["a"], [("s1", [30]), ("s2", [10])]))  # total 40: axis 0..40 by 10
+    assert re.findall(r'<text class="y"[^>]*>(\d+)</text>', svg) == ["0", "10", "20", "30", "40"]
+    heights = [float(h) for h in re.findall(r'<rect x="[^"]+" y="[^"]+" width="[^"]+" height="([^"]+)">', svg)]
+    assert heights[0] == pytest.approx(3 * heights[1])  # 30 is three times 10
+    assert charts._scale(0) == (4, [0, 1, 2, 3, 4]) and charts._scale(7)[0] == 8
