@@ -5,7 +5,8 @@ over the page's 0.3 s budget on its own, and its SVG carried an inline ``<style>
 and ``style`` attributes that the pages' Content-Security-Policy (``style-src 'self'``) blocks. These
 charts have neither: they are styled by classes from static/css/app.css (``.chart``, ``.color-N``).
 Each bar and dot has a ``<title>`` ("12-01 成功: 3"), the tooltip a browser shows by itself; the
-table under each chart holds the same numbers. Every text is escaped.
+legend is an HTML list after the SVG (it wraps on a phone); the table under each chart holds the same
+numbers. Every text is escaped.
 """
 
 from __future__ import annotations
@@ -15,9 +16,8 @@ from collections.abc import Sequence
 
 from markupsafe import Markup, escape
 
-WIDTH, HEIGHT = 720, 300
-LEFT, RIGHT, TOP, BOTTOM = 48, 12, 12, 72  # the plot's margins: y labels, x labels and legend
-LEGEND_COLUMNS = 4
+WIDTH, HEIGHT = 720, 280
+LEFT, RIGHT, TOP, BOTTOM = 60, 28, 18, 30  # the plot's margins: y labels, x labels
 Series = Sequence[tuple[str, Sequence[int | None]]]
 
 
@@ -95,11 +95,9 @@ def _svg(title: str, labels: Sequence[str], series: Series, ticks: list[int], to
     xlabels = "".join(
         f'<text class="x" x="{slot * (i + 0.5):.1f}" y="{height + 16}">{escape(labels[i])}</text>' for i in shown
     )
-    column = width / LEGEND_COLUMNS
     legend = "".join(
-        f'<g class="legend color-{n}" transform="translate({(n % LEGEND_COLUMNS) * column:.1f} '
-        f'{height + 34 + (n // LEGEND_COLUMNS) * 18})"><rect width="12" height="12"/>'
-        f'<text x="17" y="11">{escape(name)}</text></g>'
+        f'<li class="color-{n}"><svg viewBox="0 0 12 12" aria-hidden="true"><rect width="12" height="12"/></svg>'
+        f"{escape(name)}</li>"
         for n, (name, _) in enumerate(series)
     )
     return Markup(  # noqa: S704 -- every text above is escaped; numbers are formatted by us
@@ -107,5 +105,6 @@ def _svg(title: str, labels: Sequence[str], series: Series, ticks: list[int], to
         f"<title>{escape(title)}</title>"
         f'<g class="plot" transform="translate({LEFT} {TOP})">'
         f'<rect class="background" width="{width}" height="{height}"/>{grid}{body}'
-        f'<path class="axis" d="M0 {height}h{width}"/>{xlabels}{legend}</g></svg>'
+        f'<path class="axis" d="M0 {height}h{width}"/>{xlabels}</g></svg>'
+        f'<ul class="chart-legend">{legend}</ul>'  # HTML: it wraps on a phone
     )

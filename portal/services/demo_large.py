@@ -100,7 +100,8 @@ def _users(count: int, now: datetime, rng: random.Random) -> list[tuple[int, str
     rows = []
     for index in range(count):
         created = now - timedelta(days=rng.uniform(30, 1500))
-        rows.append((account_name(index), f"用户{index:05d}", password_hash, created, created))
+        account = account_name(index)
+        rows.append((account, account.split("@")[0].split(".")[0].title(), password_hash, created, created))
     _insert(User, fields, rows)
     ids = dict(User.select(User.account, User.id).where(User.account.endswith(f"@{DOMAIN}")).tuples())
     return [(ids[row[0]], row[0]) for row in rows]
