@@ -90,6 +90,7 @@ def _report_summaries() -> None:
     for columns in (("event", "outcome", "created_at"), ("outcome", "created_at")):
         name = "_".join((table, *columns))
         db.execute_sql(f"CREATE INDEX IF NOT EXISTS {name} ON {table} ({', '.join(columns)})")
+    db.execute_sql('CREATE INDEX IF NOT EXISTS user_disabled ON "user" (disabled)')  # adoption: enabled accounts
     report_summary.rebuild()
     report_summary.backfill_adoption()
 

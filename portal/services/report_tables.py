@@ -155,10 +155,14 @@ def adoption(span: list[date]) -> Table:
     return table
 
 
-def all_tables(now: datetime | None = None) -> dict[str, Table]:
-    """name → table, for the page and its CSV links; today's adoption snapshot is taken first."""
+def all_tables(now: datetime | None = None, adoption_now: dict[str, int] | None = None) -> dict[str, Table]:
+    """name → table, for the page and its CSV links; today's adoption snapshot is taken first (from
+    ``adoption_now``, method → accounts, when the caller has counted them already)."""
     now = now or utcnow()
-    report_summary.snapshot_adoption(now)
+    if adoption_now is None:
+        report_summary.snapshot_adoption(now)
+    else:
+        report_summary.save_adoption({report_summary.local_day(now): adoption_now})
     span = days(now)
     counts = daily_counts(span[0])
     tables = (logins(span, counts), second_steps(span, counts), approvals(span, counts, now), adoption(span))

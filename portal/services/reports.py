@@ -42,6 +42,7 @@ class Adoption:
     by_method: dict[str, int]  # method label → accounts that bound it
     with_app_passwords: int
     binding_pending: int  # forced to bind, nothing bound yet
+    counts: dict[str, int]  # method key → accounts; "" → protected (report_summary's adoption snapshot)
 
     @property
     def percent(self) -> int:
@@ -63,21 +64,24 @@ class Lockout:
 
 
 def adoption() -> Adoption:
-    enabled = User.select(User.id).where(~User.disabled)
-    protected_ids = Factor.select(Factor.user).where(Factor.user.in_(enabled)).distinct()
+    # Joins on the enabled accounts, not IN (subquery): 50,000 accounts cost a few index lookups each.
+    enabled = User.disabled == False  # noqa: E712 -- a comparison an index can serve (NOT disabled is not)
     counts = dict(
-        Factor.select(Factor.method, pw.fn.COUNT(Factor.id))
-        .where(Factor.user.in_(enabled))
-        .group_by(Factor.method)
-        .tuples()
+        Factor.select(Factor.method, pw.fn.COUNT(Factor.id)).join(User).where(enabled).group_by(Factor.method).tuples()
     )
-    pending = User.select().where(~User.disabled & User.id.not_in(protected_ids) & policy.must_bind_condition())
+    protected = Factor.select(pw.fn.COUNT(Factor.user.distinct())).join(User).where(enabled).scalar() or 0
+    with_app_passwords = (
+        AppPassword.select(pw.fn.COUNT(AppPassword.user.distinct())).join(User).where(enabled).scalar() or 0
+    )
+    unprotected = ~pw.fn.EXISTS(Factor.select(Factor.id).where(Factor.user == User.id))
+    pending = User.select().where(policy.must_bind_condition() & enabled & unprotected)
     return Adoption(
-        users=enabled.count(),
-        protected=protected_ids.count(),
+        users=User.select().where(enabled).count(),
+        protected=protected,
         by_method={m.label: counts.get(key, 0) for key, m in factors.METHODS.items()},
-        with_app_passwords=AppPassword.select(AppPassword.user).where(AppPassword.user.in_(enabled)).distinct().count(),
+        with_app_passwords=with_app_passwords,
         binding_pending=pending.count(),
+        counts={**counts, "": protected},
     )
 
 

@@ -24,11 +24,12 @@ def index():
         return redirect(first_page())
     if request.args.get("format") == "csv":
         return _csv(request.args.get("table", ""))
-    tables = report_tables.all_tables()
+    adoption = reports.adoption()
+    tables = report_tables.all_tables(adoption_now=adoption.counts)
     return render_template(
         "admin/index.html",
         daily=[(table, CHARTS[name](str(table.title), table.labels, table.series())) for name, table in tables.items()],
-        adoption=reports.adoption(),
+        adoption=adoption,
         activity=reports.activity(),
         periods=[label for label, _ in reports.PERIODS],
         lockouts=reports.lockouts(),
