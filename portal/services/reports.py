@@ -64,25 +64,34 @@ class Lockout:
 
 
 def adoption() -> Adoption:
-    # Joins on the enabled accounts, not IN (subquery): 50,000 accounts cost a few index lookups each.
+    # All rows counted from indexes, minus those of the few disabled accounts: no join over 50,000 accounts.
     enabled = User.disabled == False  # noqa: E712 -- a comparison an index can serve (NOT disabled is not)
-    counts = dict(
-        Factor.select(Factor.method, pw.fn.COUNT(Factor.id)).join(User).where(enabled).group_by(Factor.method).tuples()
-    )
-    protected = Factor.select(pw.fn.COUNT(Factor.user.distinct())).join(User).where(enabled).scalar() or 0
-    with_app_passwords = (
-        AppPassword.select(pw.fn.COUNT(AppPassword.user.distinct())).join(User).where(enabled).scalar() or 0
-    )
+    counts = _minus_disabled(Factor.select(Factor.method, pw.fn.COUNT(pw.SQL("*"))).group_by(Factor.method))
+    protected = _accounts(Factor) - _accounts(Factor, disabled=True)
     unprotected = ~pw.fn.EXISTS(Factor.select(Factor.id).where(Factor.user == User.id))
     pending = User.select().where(policy.must_bind_condition() & enabled & unprotected)
     return Adoption(
         users=User.select().where(enabled).count(),
         protected=protected,
         by_method={m.label: counts.get(key, 0) for key, m in factors.METHODS.items()},
-        with_app_passwords=with_app_passwords,
+        with_app_passwords=_accounts(AppPassword) - _accounts(AppPassword, disabled=True),
         binding_pending=pending.count(),
         counts={**counts, "": protected},
     )
+
+
+def _minus_disabled(per_method: pw.Select) -> dict[str, int]:
+    every = dict(per_method.tuples())
+    off = dict(per_method.join(User).where(User.disabled == True).tuples())  # noqa: E712
+    return {method: n - off.get(method, 0) for method, n in every.items()}
+
+
+def _accounts(model, disabled: bool = False) -> int:
+    """Distinct accounts with a row in ``model`` (all, or only the disabled ones)."""
+    query = model.select(pw.fn.COUNT(model.user.distinct()))
+    if disabled:
+        query = query.join(User).where(User.disabled == True)  # noqa: E712
+    return query.scalar() or 0
 
 
 def activity(now: datetime | None = None) -> list[tuple[str, list[int]]]:
