@@ -37,7 +37,8 @@ def test_events_are_the_real_mix_over_thirty_days(seeded):
     assert share(event="app_login_denied", outcome="not_me") > 0
     assert share(event="mail_login") > 0.05
     days = {report_summary.local_day(at) for (at,) in AuditEvent.select(AuditEvent.created_at).tuples()}
-    assert len(days) == 30
+    span = set(report_tables.days())
+    assert days <= span and len(days) >= 29  # just after midnight (Beijing) today has no events yet
     ids = [row.id for row in AuditEvent.select(AuditEvent.id, AuditEvent.created_at).order_by(AuditEvent.created_at)]
     assert ids == sorted(ids)  # written in time order, as in production
 
