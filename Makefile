@@ -50,6 +50,7 @@ test: setup
 bench: setup
 	PYTHONPATH=. $(PY) bench/bench_portal.py
 	PYTHONPATH=. $(PY) -m bench.under_load
+	PYTHONPATH=. $(PY) -m bench.admin_pages $(BENCH_ADMIN_ARGS)
 
 # After changing a user-visible string: extract it, merge it into the English catalog (translate the
 # new empty entries in translations/en/LC_MESSAGES/messages.po), compile. All three files are committed.

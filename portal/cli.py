@@ -13,7 +13,7 @@ from flask.cli import AppGroup, with_appcontext
 
 from portal import directory, migrations, vapid
 from portal.db import db
-from portal.services import accounts, audit, backup, demo, doctor, housekeeping, outbox, policy, roles
+from portal.services import accounts, audit, backup, demo, demo_large, doctor, housekeeping, outbox, policy, roles
 from portal.services.errors import DomainError
 
 user_cli = AppGroup("user", help="Manage mail accounts.")
@@ -25,6 +25,7 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(init_db)
     app.cli.add_command(doctor_command)
     app.cli.add_command(demo_command)
+    app.cli.add_command(demo_large_command)
     app.cli.add_command(user_cli)
     app.cli.add_command(policy_cli)
     app.cli.add_command(push_cli)
@@ -87,6 +88,19 @@ def demo_command() -> None:
     _run(migrations.upgrade)
     for line in _run(demo.seed):
         click.echo(line)
+
+
+@click.command("demo-large")
+@with_appcontext
+@click.option("--users", type=click.IntRange(1, 1_000_000), default=50_000, show_default=True)
+@click.option("--events", type=click.IntRange(0, 100_000_000), default=2_000_000, show_default=True)
+@click.option("--days", type=click.IntRange(1, 366), default=30, show_default=True)
+def demo_large_command(users: int, events: int, days: int) -> None:
+    """Seed a large database for benchmarks: accounts, factors and audit events over the last days."""
+    _run(migrations.upgrade)
+    started = time.monotonic()
+    counts = _run(lambda: demo_large.seed(users, events, days=days, say=click.echo))
+    click.echo(", ".join(f"{kind}: {n}" for kind, n in counts.items()) + f" ({time.monotonic() - started:.0f} s)")
 
 
 @user_cli.command("create")

@@ -101,6 +101,22 @@ def _audit_search_indexes() -> None:
         db.execute_sql(f'CREATE INDEX IF NOT EXISTS {name} ON "{table}" ("{column}"{collate}, "created_at", "id")')
 
 
+def _report_summaries() -> None:
+    """统计报表 at scale: daily counts of audit events and of adoption, filled from what exists; indexes
+    for the report's rolling 24-hour / 7-day counts by event and outcome."""
+    from portal.services import report_summary  # services import models; migrations load early
+
+    _create(models.AuditDaily, models.AdoptionDaily)()
+    table = models.AuditEvent._meta.table_name
+    # (outcome, created_at) is covered by migration 21's (outcome, created_at, id).
+    for columns in (("event", "outcome", "created_at"),):
+        name = "_".join((table, *columns))
+        db.execute_sql(f"CREATE INDEX IF NOT EXISTS {name} ON {table} ({', '.join(columns)})")
+    db.execute_sql('CREATE INDEX IF NOT EXISTS user_disabled ON "user" (disabled)')  # adoption: enabled accounts
+    report_summary.rebuild()
+    report_summary.backfill_adoption()
+
+
 # Append new migrations here; never edit one that has shipped. Tables are created from the
 # current models (safe=True), so later migrations add what older databases lack.
 MIGRATIONS: list[tuple[int, str, Callable[[], None]]] = [
@@ -146,6 +162,11 @@ MIGRATIONS: list[tuple[int, str, Callable[[], None]]] = [
         _create(models.SeenSignIn),
     ),
     (19, "console roles: admin, helpdesk, auditor (was: is_admin)", _console_roles),
+    (
+        20,
+        "统计报表: daily summaries of audit events and adoption; indexes by event/outcome and time",
+        _report_summaries,
+    ),
     (21, "审计日志 search: composite indexes for its filters, in page order", _audit_search_indexes),
     (22, "临时访问码 (temporary access codes issued by the helpdesk)", _create(models.TemporaryAccessCode)),
     (23, "稍后绑定: how many times an account put off a forced binding", lambda: _add_missing_columns(models.User)),

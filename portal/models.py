@@ -494,6 +494,32 @@ class TemporaryAccessCode(BaseModel):
     revoked_at = pw.DateTimeField(null=True)
 
 
+class AuditDaily(BaseModel):
+    """Audit events counted per local day (Asia/Shanghai), event, method and outcome, kept up by
+    ``audit.record`` in the event's transaction: the 统计报表's charts read these few rows, never the log.
+    ``prune --audit-days`` keeps them. Also counts what leaves no event: expired login tickets (prune)."""
+
+    day = pw.DateField()
+    event = pw.CharField(max_length=48)
+    method = pw.CharField(max_length=16, default="")
+    outcome = pw.CharField(max_length=16, default="ok")
+    total = pw.BigIntegerField(default=0)
+
+    class Meta:
+        indexes = ((("day", "event", "method", "outcome"), True),)
+
+
+class AdoptionDaily(BaseModel):
+    """Accounts (enabled) with a method bound, at a local day's end; method "" = with any second factor."""
+
+    day = pw.DateField()
+    method = pw.CharField(max_length=16, default="")
+    accounts = pw.IntegerField(default=0)
+
+    class Meta:
+        indexes = ((("day", "method"), True),)
+
+
 ALL_MODELS = [
     SchemaVersion,
     User,
@@ -524,4 +550,6 @@ ALL_MODELS = [
     MailLoginCount,
     SeenSignIn,
     TemporaryAccessCode,
+    AuditDaily,
+    AdoptionDaily,
 ]

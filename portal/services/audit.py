@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import timedelta
 
 from portal import metrics
+from portal.db import db
 from portal.models import AuditEvent, User, utcnow
-from portal.services import notices
+from portal.services import notices, report_summary
 from portal.services.client import Client
 
 
@@ -22,17 +23,19 @@ def record(
 ) -> None:
     """Write one audit event (who, what, method, outcome, IP, user agent, time)."""
     client = client or Client()
-    row = AuditEvent.create(
-        user=user,
-        account=(user.account if user else account)[:254],
-        event=event,
-        method=method[:16],  # user-supplied (e.g. the login form's method field): must fit the column
-        outcome=outcome,
-        ip=client.ip,
-        user_agent=client.user_agent,
-        detail=detail[:2000],
-    )
-    notices.enqueue(row)  # in the same transaction, if one is open
+    with db.atomic():  # the event, its daily count and its notice stand or fall together
+        row = AuditEvent.create(
+            user=user,
+            account=(user.account if user else account)[:254],
+            event=event,
+            method=method[:16],  # user-supplied (e.g. the login form's method field): must fit the column
+            outcome=outcome,
+            ip=client.ip,
+            user_agent=client.user_agent,
+            detail=detail[:2000],
+        )
+        report_summary.count(event, row.method, outcome, row.created_at)  # the 统计报表's daily count
+        notices.enqueue(row)  # in the same transaction, if one is open
     metrics.audit_event(event, outcome)
 
 

@@ -5,13 +5,15 @@ grants, mailed codes, single sign-on codes and tokens: ON DELETE CASCADE); so do
 of past windows, expired mini-program tokens and cache entries, old used signatures, single sign-on
 codes and tokens a day past their end, trusted devices revoked or expired a while ago, and mail-client
 login counts and seen devices / places older than 90 days (登录记录, new-sign-in notices).
-The audit log is kept unless an age is given.
+The audit log is kept unless an age is given; the 统计报表's daily summaries are always kept (login tickets
+that expired undecided are counted into them as they go, and today's adoption snapshot is taken).
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from portal.db import db
 from portal.models import (
     ApiToken,
     AuditEvent,
@@ -25,7 +27,7 @@ from portal.models import (
     TrustedDevice,
     utcnow,
 )
-from portal.services import app_devices
+from portal.services import app_devices, report_summary
 
 GRACE = timedelta(days=1)  # a dead session stays a day (its page may still poll and be told so)
 TRUSTED_DEVICE_HISTORY = timedelta(days=30)  # revoked or expired devices stay listed for support
@@ -36,10 +38,14 @@ def prune(now: datetime | None = None, audit_days: int | None = None) -> dict[st
     """Delete what has expired; returns how many rows of each kind went."""
     now = now or utcnow()
     dead = now - GRACE
+    with db.atomic():  # the expired login tickets are counted as they go with their sessions
+        expired = report_summary.expired_login_tickets(dead, now)
+        sessions = LoginSession.delete().where((LoginSession.ended_at < dead) | (LoginSession.expires_at < dead))
+        ended = sessions.execute()
+    report_summary.snapshot_adoption(now)
     counts = {
-        "login sessions": LoginSession.delete()
-        .where((LoginSession.ended_at < dead) | (LoginSession.expires_at < dead))
-        .execute(),
+        "login sessions": ended,
+        "expired login tickets (counted in the reports)": expired,
         "throttle counters": ThrottleCounter.delete().where(ThrottleCounter.window_start < dead).execute(),
         "mini-program tokens": ApiToken.delete().where(ApiToken.expires_at < now).execute(),
         "cache entries": CacheEntry.delete().where(CacheEntry.expires_at < now).execute(),

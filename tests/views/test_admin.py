@@ -114,7 +114,7 @@ def test_a_locked_account_is_listed_and_can_be_unlocked(admin_browser, new_brows
     fail_logins(new_browser, user.account, 3)
     assert new_browser().login(user.account, PASSWORD).status_code == 429
     page = text(admin_browser.get("/admin"))
-    assert re.search(rf"<td>{re.escape(user.account)}</td>\s*<td>password:acct</td>", page)
+    assert re.search(rf"<td>{re.escape(user.account)}</td>\s*<td>{re.escape('密码(账号)')}</td>", page)
 
     response = admin_browser.post("/admin/users/unlock", {"account": user.account, "reason": "工单 7"}, htmx=True)
     assert response.status_code == 200 and "已解除锁定" in text(response)
