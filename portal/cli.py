@@ -83,10 +83,11 @@ def doctor_command() -> None:
 
 @click.command("demo")
 @with_appcontext
-def demo_command() -> None:
+@click.option("--history/--no-history", default=True, help="also 30 days of made-up traffic for the reports (once)")
+def demo_command(history: bool) -> None:
     """Seed the demo accounts (idempotent) and print them."""
     _run(migrations.upgrade)
-    for line in _run(demo.seed):
+    for line in _run(lambda: demo.seed(history)):
         click.echo(line)
 
 

@@ -16,10 +16,12 @@ DEMO_ACCOUNTS = [
 
 
 DEMO_TOKEN = ("DEMO-TOTP-0001", "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP")  # 动态口令: serial, base32 seed
+# 30 days of made-up campus traffic, so that 统计报表 has charts and 用户支持 has people to find.
+HISTORY_USERS, HISTORY_EVENTS = 300, 6000
 
 
-def seed() -> list[str]:
-    """Create the demo accounts if missing; enable every method for everyone; describe them."""
+def seed(history: bool = True) -> list[str]:
+    """Create the demo accounts if missing (and once, a month of history); enable every method; describe them."""
     policy.set_value("enabled_methods", "app,wechat,totp,email,sms,token,webauthn")
     policy.set_value("force_2fa", "listed")
     lines = [f"Demo accounts (password {DEMO_PASSWORD}):"]
@@ -37,4 +39,10 @@ def seed() -> list[str]:
         hardware_tokens.import_file(f"serial,secret,type,digits,period,counter\n{row}".encode(), fmt="csv")
     lines.append(f"动态口令 demo token: serial {serial}, its code: oathtool --totp -b {seed_secret}")
     lines.append("短信 codes and 备用邮箱 mails are printed here; 安全密钥 needs http://localhost:8000 (not 127.0.0.1)")
+    if history:
+        from portal.services import demo_large  # it builds on this module's password
+
+        if User.by_account(demo_large.account_name(0)) is None:
+            demo_large.seed(HISTORY_USERS, HISTORY_EVENTS, say=lambda _line: None)
+        lines.append(f"统计报表 history: {HISTORY_USERS} made-up accounts (e.g. {demo_large.account_name(0)}), 30 days")
     return lines
