@@ -189,9 +189,12 @@ def applied_versions() -> set[int]:
 def upgrade() -> list[str]:
     """Apply every migration not yet recorded, in order; return the names of those applied."""
     applied = []
+    done = applied_versions()  # one query when nothing is due (every start of every worker)
     for version, name, apply in sorted(MIGRATIONS, key=lambda migration: migration[0]):
+        if version in done:
+            continue
         with db.atomic():
-            if version in applied_versions():
+            if version in applied_versions():  # another process applied it meanwhile
                 continue
             apply()
             SchemaVersion.create(version=version)
