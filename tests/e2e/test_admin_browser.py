@@ -40,7 +40,7 @@ def test_admin_unlocks_and_resets_a_user_from_the_reports(live_server, new_page,
     log_out(page)
     log_in(page, ADMIN)
     pass_second_step(page, authenticator.code())
-    page.get_by_role("link", name=re.compile("统计报表")).click()
+    page.get_by_role("link", name=re.compile("管理控制台")).click()
     expect(page.get_by_role("heading", name="二次验证启用情况")).to_be_visible()
     expect(page.locator("[data-stat='users']")).to_have_text("2")
     lockouts = page.locator("#lockouts")
