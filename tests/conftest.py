@@ -72,8 +72,16 @@ SCHEMA_CHANGING_MODULES = ("test_migrations", "test_cli", "test_readme_examples"
 _SQLITE_TEMPLATE: dict[str, Path] = {}
 
 
+@pytest.fixture(autouse=True)
+def _schema_changes_rebuild(request):
+    """After a test that changes the schema (see SCHEMA_CHANGING_MODULES), the next one rebuilds it."""
+    yield
+    if request.node.module.__name__.rsplit(".", 1)[-1] in SCHEMA_CHANGING_MODULES:
+        _BUILT_SCHEMAS.clear()
+
+
 @pytest.fixture
-def app(app_config, request, tmp_path_factory):
+def app(app_config, tmp_path_factory):
     url = str(app_config["DATABASE_URL"])
     sqlite_file = Path(url.removeprefix("sqlite:///")) if url.startswith("sqlite:///") else None
     if sqlite_file and "path" in _SQLITE_TEMPLATE and not sqlite_file.exists():
@@ -93,8 +101,6 @@ def app(app_config, request, tmp_path_factory):
     yield app
     with app.app_context():
         db.close()
-    if request.node.module.__name__.rsplit(".", 1)[-1] in SCHEMA_CHANGING_MODULES:
-        _BUILT_SCHEMAS.discard(url)
 
 
 def _empty_postgresql(url: str) -> None:
