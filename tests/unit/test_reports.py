@@ -254,3 +254,19 @@ def test_bars_stack_to_scale():
     heights = [float(h) for h in re.findall(r'<rect x="[^"]+" y="[^"]+" width="[^"]+" height="([^"]+)">', svg)]
     assert heights[0] == pytest.approx(3 * heights[1])  # 30 is three times 10
     assert charts._scale(0) == (4, [0, 1, 2, 3, 4]) and charts._scale(7)[0] == 8
+
+
+def test_activity_counts_rolling_windows_from_the_log_edge_and_the_daily_summary(user):
+    now = utcnow()
+
+    def wrong_password(at):  # what audit.record writes at that time: the row and its day's count
+        event_at(at, "login_password", outcome="fail", user=user)
+        report_summary.count("login_password", "", "fail", at)
+
+    week_ago = now - timedelta(days=7)
+    for at in (week_ago + timedelta(minutes=30), now - timedelta(days=3), now - timedelta(hours=1)):
+        wrong_password(at)
+    wrong_password(week_ago - timedelta(minutes=30))  # just outside the week
+    event_at(now - timedelta(hours=2), "login_password", outcome="ok", user=user)  # another outcome
+    rows = dict(reports.activity(now))
+    assert rows[reports.ACTIVITY[1][0]] == [1, 3]
