@@ -81,7 +81,6 @@ _PATTERNS = {
     ("wechat_", "_denied"): (_l("微信拒绝%(purpose)s"), TICKETS),
     ("", "_verify"): (_l("%(purpose)s:验证码"), ("login", "unbind", "change", "verify")),
 }
-_TEMPORARY = _l("临时访问码")
 _OUTCOMES = {
     "ok": _l("成功"),
     "fail": _l("失败"),
@@ -111,13 +110,11 @@ def outcome(code: str) -> str:
 
 def method(code: str) -> str:
     """A method key as its label (备用码 and 临时访问码 included); "" stays empty."""
-    from portal.services.factors import METHODS, recovery  # the methods log events themselves
+    from portal.services import temporary_access  # these log events themselves: imported when asked
+    from portal.services.factors import METHODS, recovery
 
-    if code == recovery.KEY:
-        return str(recovery.LABEL)
-    if code == "temporary":  # portal.services.temporary_access.KEY (it imports the audit trail)
-        return str(_TEMPORARY)
-    found = METHODS.get(code)
+    known = {**METHODS, recovery.KEY: recovery.RECOVERY, temporary_access.KEY: temporary_access.TEMPORARY}
+    found = known.get(code)
     return str(found.label) if found else code
 
 
